@@ -100,4 +100,3 @@ func fileKind(mode uint32) string {
 	}
 	return "file of unknown type"
 }
-
