@@ -1,0 +1,21 @@
+//go:build linux
+
+package sealbuf
+
+import "errors"
+
+var (
+	// ErrNotSealed is matched (errors.Is) when a memfd lacks seals that the
+	// policy requires. The error names each missing seal; the fix is on the
+	// sender's side: Seal the Buffer (or add the seals) before sending.
+	ErrNotSealed = errors.New("memfd is not sealed as required")
+
+	// ErrTooLarge is matched when a memfd is larger than the MaxSize policy
+	// allows, or too large to map at all.
+	ErrTooLarge = errors.New("memfd is too large")
+
+	// ErrTruncated is matched when an access to a Mapping touched bytes past
+	// the file's current end: its peer truncated it. The access's results
+	// are undefined; the Mapping stays usable for bytes below the new end.
+	ErrTruncated = errors.New("memfd was truncated by its peer")
+)

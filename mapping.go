@@ -1,0 +1,324 @@
+//go:build linux
+
+package sealbuf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/sigbus"
+	"golang.org/x/sys/unix"
+)
+
+// Mapping is a shared view of a memfd that its peer may resize or rewrite:
+// the untrusted consumer's view. Every access runs on the calling goroutine
+// under a fault guard (package sigbus), and is checked against the file's
+// size afterwards, so a peer that truncates the file turns the access into
+// an error matching ErrTruncated instead of a SIGBUS that kills the process.
+//
+// Where the memfd is sealed against shrinking, no access can fault and the
+// guard is skipped; the contents may still change unless it is also sealed
+// against writing.
+//
+// Bytes of the mapping are never handed out: use ReadAt, WriteAt, or Access,
+// whose callback gets the window for its own duration only. After a fault
+// the part of the mapping past the file's end is replaced by zero pages
+// (MAP_FIXED), so a stray read cannot crash the process; accesses touching
+// it keep failing with ErrTruncated until the file grows back.
+//
+// A Mapping is safe for concurrent use. Close refuses new accesses at once,
+// waits for running ones, and unmaps.
+type Mapping struct {
+	life   sync.RWMutex // read: an access is running; write: Close
+	closed atomic.Bool
+
+	file     *memfd.File
+	mem      []byte
+	seals    memfd.Seals
+	writable bool
+	fixed    bool // sealed against shrinking: the file never ends before len(mem)
+
+	patch    sync.Mutex    // serialises poisoning and healing
+	faults   atomic.Uint64 // number of faults so far; an access that sees it change failed
+	poisonAt atomic.Int64  // mem[poisonAt:] is anonymous zero pages; len(mem) when healthy
+}
+
+// Map maps the memfd f, shared: the peer's writes are visible, and WriteAt
+// reaches the memfd (when f is writable and not write-sealed). Len is fixed
+// at the file's size now. A non-memfd fails matching memfd.ErrNotMemfd;
+// MapRequire and MapMaxSize add checks (ErrNotSealed, ErrTooLarge).
+//
+// On success the Mapping owns f; on error f stays the caller's, open and
+// unchanged.
+func Map(f *os.File, opts ...MapOption) (*Mapping, error) {
+	p := newMapPolicy(opts)
+	file, err := memfd.FromFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("sealbuf: map: %w", err)
+	}
+	seals, size, err := verify(file, p.require, p.maxSize)
+	if err != nil {
+		return nil, fmt.Errorf("sealbuf: map: %w", err)
+	}
+	writable := !p.readOnly && !seals.Has(memfd.SealWrite) && !seals.Has(memfd.SealFutureWrite)
+	if writable {
+		writable, err = openedReadWrite(file)
+		if err != nil {
+			return nil, fmt.Errorf("sealbuf: map: %w", err)
+		}
+	}
+	var mem []byte
+	if writable {
+		mem, err = mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	} else {
+		mem, err = mapReadOnly(file, size)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sealbuf: map: %w", err)
+	}
+	m := &Mapping{file: file, mem: mem, seals: seals, writable: writable, fixed: seals.Has(memfd.SealShrink)}
+	m.poisonAt.Store(int64(size))
+	return m, nil
+}
+
+func openedReadWrite(file *memfd.File) (bool, error) {
+	var rw bool
+	err := file.Control(func(fd int) error {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		rw = fl&unix.O_ACCMODE == unix.O_RDWR
+		return err
+	})
+	return rw, err
+}
+
+// Len returns the size of the mapping, fixed at Map time.
+func (m *Mapping) Len() int { return len(m.mem) }
+
+// Seals returns the seals the memfd had at Map time.
+func (m *Mapping) Seals() memfd.Seals { return m.seals }
+
+// File returns the memfd, borrowed: the Mapping owns it and closes it.
+func (m *Mapping) File() *memfd.File { return m.file }
+
+// ReadAt copies bytes at off into p, as io.ReaderAt relative to Len: at or
+// past Len it returns 0, io.EOF; a read crossing Len returns the bytes up to
+// it and io.EOF. A read touching bytes past the file's current end returns
+// 0 and an error matching ErrTruncated, never a short count or zeros.
+func (m *Mapping) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("sealbuf: read mapping at %d: negative offset", off)
+	}
+	if off >= int64(len(m.mem)) {
+		if m.closed.Load() {
+			return 0, m.closedError("read")
+		}
+		return 0, io.EOF
+	}
+	n := min(len(p), len(m.mem)-int(off))
+	err := m.access("read", int(off), int(off)+n, func(mem []byte) error {
+		copy(p[:n], mem[off:])
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// WriteAt copies p into the mapping at off; the peer sees the bytes. It never
+// changes the file's size: a write past Len fails with n = 0, and one
+// touching bytes past the file's current end fails matching ErrTruncated.
+func (m *Mapping) WriteAt(p []byte, off int64) (int, error) {
+	if !m.writable {
+		return 0, fmt.Errorf("sealbuf: write mapping %q: it is read-only (the descriptor is O_RDONLY, the memfd is write-sealed, or MapReadOnly was given)", m.file.Name())
+	}
+	if off < 0 || off > int64(len(m.mem)) || int64(len(p)) > int64(len(m.mem))-off {
+		return 0, fmt.Errorf("sealbuf: write mapping %q: %d bytes at %d do not fit in its %d bytes (a Mapping never grows the file)", m.file.Name(), len(p), off, len(m.mem))
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	err := m.access("write", int(off), int(off)+len(p), func(mem []byte) error {
+		copy(mem[off:], p)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Access runs fn with the whole Len-byte window of the mapping, on the
+// calling goroutine, under the fault guard. It returns fn's error when
+// nothing faulted, and an error matching ErrTruncated when the file ended
+// before Len during the access (fn's results are then undefined; on a file
+// already truncated fn may not run at all). A 0-byte Mapping returns nil.
+//
+// fn must not keep the slice, or anything that aliases it, after it returns,
+// must not hand it to another goroutine (the guard covers only this one),
+// and must not print it or use it as a map key (see package sigbus). fn must
+// not write to a read-only mapping, nor call Close.
+func (m *Mapping) Access(fn func([]byte) error) error {
+	if len(m.mem) == 0 {
+		if m.closed.Load() {
+			return m.closedError("access")
+		}
+		return nil
+	}
+	return m.access("access", 0, len(m.mem), fn)
+}
+
+// access runs fn on the mapping for an access to mem[off:end].
+func (m *Mapping) access(op string, off, end int, fn func(mem []byte) error) error {
+	if m.closed.Load() {
+		return m.closedError(op)
+	}
+	m.life.RLock()
+	defer m.life.RUnlock()
+	if m.closed.Load() {
+		return m.closedError(op)
+	}
+	if m.fixed {
+		return fn(m.mem)
+	}
+	epoch := m.faults.Load()
+	if int64(end) > m.poisonAt.Load() {
+		if err := m.heal(op, off, end); err != nil {
+			return err
+		}
+	}
+	var fnErr error
+	if err := sigbus.Guard(m.mem, func() { fnErr = fn(m.mem) }); err != nil {
+		return m.fault(op, off, end, err)
+	}
+	if m.faults.Load() != epoch {
+		return m.truncatedError(op, off, end, -1, nil)
+	}
+	size, err := m.file.Size()
+	if err != nil {
+		return fmt.Errorf("sealbuf: %s mapping: %w", op, err)
+	}
+	if size < int64(end) {
+		return m.truncatedError(op, off, end, size, nil)
+	}
+	return fnErr
+}
+
+// fault handles a fault inside the mapping: it counts it (failing every
+// access running now), patches the mapping past the file's end with zero
+// pages, and returns the error.
+func (m *Mapping) fault(op string, off, end int, err error) error {
+	m.faults.Add(1)
+	size, serr := m.file.Size()
+	if serr != nil {
+		return m.truncatedError(op, off, end, -1, err)
+	}
+	var fe *sigbus.FaultError
+	if errors.As(err, &fe) && fe.Offset < size && !m.writable {
+		// The page is there: not a truncation but a write to a read-only
+		// mapping (or a truncation undone already). Report the fault as is.
+		return fmt.Errorf("sealbuf: %s mapping %q: fault at offset %d below the file's end (%d): was the read-only mapping written to? %w", op, m.file.Name(), fe.Offset, size, err)
+	}
+	m.poison(size)
+	return m.truncatedError(op, off, end, size, err)
+}
+
+// poison replaces mem[pageUp(size):] with private anonymous zero pages, so
+// that stray reads of the truncated part no longer fault. The swap is atomic
+// with respect to page faults, and Close cannot unmap meanwhile (the caller
+// holds the lifetime lock). Failure (hugetlb ranges cannot be split at
+// normal pages) leaves the mapping as it is: the next access faults again
+// and is caught the same way.
+func (m *Mapping) poison(size int64) {
+	m.patch.Lock()
+	defer m.patch.Unlock()
+	start := int64(pageUp(int(min(size, int64(len(m.mem))))))
+	if start >= m.poisonAt.Load() {
+		return
+	}
+	if err := m.remap(start, -1, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err == nil {
+		m.poisonAt.Store(start)
+	}
+}
+
+// heal runs before an access to mem[off:end] that touches the poisoned part:
+// if the file has grown back past end, it maps the file over the zero pages
+// again; otherwise the access fails without running.
+func (m *Mapping) heal(op string, off, end int) error {
+	m.patch.Lock()
+	defer m.patch.Unlock()
+	at := m.poisonAt.Load()
+	if int64(end) <= at {
+		return nil
+	}
+	size, err := m.file.Size()
+	if err != nil {
+		return fmt.Errorf("sealbuf: %s mapping: %w", op, err)
+	}
+	if size < int64(end) {
+		return m.truncatedError(op, off, end, size, nil)
+	}
+	err = m.file.Control(func(fd int) error { return m.remap(at, fd, unix.MAP_SHARED) })
+	if err != nil {
+		return fmt.Errorf("sealbuf: %s mapping: remap after the file grew back: %w", op, err)
+	}
+	m.poisonAt.Store(int64(len(m.mem)))
+	return nil
+}
+
+// remap maps over mem[start:] with MAP_FIXED: the file at offset start when
+// fd >= 0, anonymous memory otherwise.
+func (m *Mapping) remap(start int64, fd int, flags int) error {
+	prot := unix.PROT_READ
+	if m.writable {
+		prot |= unix.PROT_WRITE
+	}
+	off := start
+	if fd < 0 {
+		off = 0
+	}
+	length := uintptr(pageUp(len(m.mem)) - int(start))
+	_, err := unix.MmapPtr(fd, off, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), length, prot, flags|unix.MAP_FIXED)
+	return err
+}
+
+func (m *Mapping) truncatedError(op string, off, end int, size int64, cause error) error {
+	now := "shorter"
+	if size >= 0 {
+		now = fmt.Sprintf("%d bytes", size)
+	}
+	msg := fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: the file is now %s (its peer truncated it); only bytes below the new end can be used", op, m.file.Name(), off, end, len(m.mem), now)
+	if cause != nil {
+		return fmt.Errorf("%s: %w: %w", msg, ErrTruncated, cause)
+	}
+	return fmt.Errorf("%s: %w", msg, ErrTruncated)
+}
+
+func (m *Mapping) closedError(op string) error {
+	return fmt.Errorf("sealbuf: %s mapping %q: %w", op, m.file.Name(), os.ErrClosed)
+}
+
+// Close refuses new accesses at once, waits for running ones, then unmaps the
+// memory and closes the memfd. A second Close returns an error wrapping
+// os.ErrClosed.
+func (m *Mapping) Close() error {
+	if m.closed.Swap(true) {
+		return m.closedError("close")
+	}
+	m.life.Lock()
+	defer m.life.Unlock()
+	err := unmap(m.mem) // m.mem stays as is: nothing reads it once closed is set
+	if cerr := m.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,90 @@
+//go:build linux
+
+package sealbuf
+
+import "github.com/sealbuf/sealbuf/memfd"
+
+// Option configures the producer side: New and FromBytes.
+type Option func(*options)
+
+type options struct {
+	name     string
+	huge     bool
+	hugeSize int64
+}
+
+// WithName names the memfd (visible in /proc/PID/fd and `sealbuf inspect`;
+// at most 249 bytes). The default is "sealbuf".
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithHugePages asks for a memfd backed by huge pages of pageSize bytes (0:
+// the kernel's default huge page size). Huge pages make building and reading
+// large buffers cheaper, but the size must be a multiple of the huge page
+// size and the pool (/proc/sys/vm/nr_hugepages) must have free pages. When
+// they cannot be had, the buffer falls back to normal pages and HugePages
+// reports why.
+func WithHugePages(pageSize int64) Option {
+	return func(o *options) { o.huge, o.hugeSize = true, pageSize }
+}
+
+func newOptions(opts []Option) options {
+	o := options{name: "sealbuf"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// OpenOption sets the policy Open checks before it maps a memfd.
+type OpenOption func(*openPolicy)
+
+type openPolicy struct {
+	require memfd.Seals
+	maxSize int64 // < 0: no limit
+}
+
+// Require adds seals to the set Open requires. It never weakens the default
+// set, shrink|grow|write: Require(memfd.SealSeal) asks for seal as well.
+func Require(s memfd.Seals) OpenOption { return func(p *openPolicy) { p.require |= s } }
+
+// MaxSize refuses memfds larger than n bytes with ErrTooLarge; exactly n is
+// fine. Set it on every Open of a descriptor from a peer you do not control,
+// so a peer cannot make you map more than you planned for.
+func MaxSize(n int64) OpenOption { return func(p *openPolicy) { p.maxSize = n } }
+
+func newOpenPolicy(opts []OpenOption) openPolicy {
+	p := openPolicy{require: memfd.SealImmutable, maxSize: -1}
+	for _, opt := range opts {
+		opt(&p)
+	}
+	p.require |= memfd.SealImmutable
+	return p
+}
+
+// MapOption sets the policy Map checks before it maps a memfd.
+type MapOption func(*mapPolicy)
+
+type mapPolicy struct {
+	require  memfd.Seals
+	maxSize  int64
+	readOnly bool
+}
+
+// MapRequire makes Map refuse memfds that lack any of the seals s (with
+// ErrNotSealed). By default Map requires none.
+func MapRequire(s memfd.Seals) MapOption { return func(p *mapPolicy) { p.require |= s } }
+
+// MapMaxSize refuses memfds larger than n bytes with ErrTooLarge.
+func MapMaxSize(n int64) MapOption { return func(p *mapPolicy) { p.maxSize = n } }
+
+// MapReadOnly maps the memfd read-only even when the descriptor allows
+// writing; WriteAt then fails.
+func MapReadOnly() MapOption { return func(p *mapPolicy) { p.readOnly = true } }
+
+func newMapPolicy(opts []MapOption) mapPolicy {
+	p := mapPolicy{maxSize: -1}
+	for _, opt := range opts {
+		opt(&p)
+	}
+	return p
+}
