@@ -1,0 +1,282 @@
+//go:build linux
+
+package sealbuf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/sealbuf/sealbuf/internal/scm"
+	"golang.org/x/sys/unix"
+)
+
+// Conn hands sealed buffers to another process over a UNIX socket with no
+// copy: each message is a header of the caller's bytes plus the buffers'
+// memfd descriptors (SCM_RIGHTS). The receiver verifies every descriptor
+// (by default: a memfd sealed shrink|grow|write) before it maps it.
+//
+// Wire format over SOCK_SEQPACKET ("unixpacket", recommended): one Send is
+// one packet, its payload exactly the header bytes and its SCM_RIGHTS the
+// descriptors in order; any language's standard library speaks it. Over
+// SOCK_STREAM ("unix") each message is a frame: an 8-byte prefix (header
+// length as little-endian uint32, descriptor count as little-endian uint16,
+// then the bytes 'S' 'B'), sent with the descriptors in one sendmsg, then the
+// header bytes.
+//
+// One goroutine may Send while another Receives; concurrent Sends (and
+// concurrent Receives) are serialised.
+type Conn struct {
+	c        *net.UnixConn
+	stream   bool
+	policy   []OpenOption
+	maxFiles int
+
+	sendMu  sync.Mutex
+	sendOOB []byte
+	sendFds []int
+	prefix  []byte
+
+	recvMu  sync.Mutex
+	recvOOB []byte
+	recvFds []int
+}
+
+// ConnOption configures a Conn.
+type ConnOption func(*Conn)
+
+// WithReceivePolicy sets the checks Receive applies to every descriptor, as
+// Open's options (the default is Open's default: shrink|grow|write). Use
+// MaxSize to bound what a peer can make you map.
+func WithReceivePolicy(opts ...OpenOption) ConnOption {
+	return func(c *Conn) { c.policy = append([]OpenOption(nil), opts...) }
+}
+
+// WithMaxFiles sets how many descriptors one message may carry (default and
+// maximum 253, the kernel's limit). A message with more is refused and all
+// its descriptors closed.
+func WithMaxFiles(n int) ConnOption {
+	return func(c *Conn) { c.maxFiles = max(0, min(n, scm.MaxFiles)) }
+}
+
+// NewConn wraps c without duplicating its descriptor, so c's deadlines apply
+// to Send and Receive. The Conn owns c from here on: Close it, not c.
+func NewConn(c *net.UnixConn, opts ...ConnOption) *Conn {
+	conn := &Conn{c: c, maxFiles: scm.MaxFiles}
+	for _, o := range opts {
+		o(conn)
+	}
+	conn.stream = socketType(c) == unix.SOCK_STREAM
+	conn.recvOOB = make([]byte, scm.Space(conn.maxFiles))
+	return conn
+}
+
+func socketType(c *net.UnixConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return unix.SOCK_SEQPACKET
+	}
+	typ := unix.SOCK_SEQPACKET
+	rc.Control(func(fd uintptr) {
+		if t, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE); err == nil {
+			typ = t
+		}
+	})
+	return typ
+}
+
+// Close closes the connection. Buffers already received stay valid.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Send sends header and the descriptors of bufs as one message. It borrows
+// bufs: the caller still owns them and may send the same buffer again, even
+// twice in one message. A closed buffer fails with an error wrapping
+// os.ErrClosed. With no bufs the message carries the header only; over
+// unixpacket an empty header with no buffers is refused, as the receiver
+// would read it as end of file.
+func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
+	return c.send(header, len(bufs), func(i int, fn func(fd int) error) error {
+		if bufs[i] == nil {
+			return fmt.Errorf("buffer %d is nil", i)
+		}
+		return bufs[i].file.Control(fn)
+	})
+}
+
+// SendAndClose sends like Send, then closes bufs whether or not the send
+// succeeded: the caller hands its copies over. Keeping no local copy of a
+// buffer once sent is what lets the receiver be its only owner.
+func (c *Conn) SendAndClose(header []byte, bufs ...*Sealed) error {
+	err := c.Send(header, bufs...)
+	for _, b := range bufs {
+		if b != nil {
+			b.Close() // an error means closed already; sending reported it
+		}
+	}
+	return err
+}
+
+// SendFiles sends header and any descriptors, memfds or not, with no checks:
+// the low-level half of Send for callers with their own policy. It borrows
+// files.
+func (c *Conn) SendFiles(header []byte, files ...*os.File) error {
+	return c.send(header, len(files), func(i int, fn func(fd int) error) error {
+		if files[i] == nil {
+			return fmt.Errorf("file %d is nil", i)
+		}
+		rc, err := files[i].SyscallConn()
+		if err != nil {
+			return err
+		}
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+			return fmt.Errorf("file %d (%s): %w", i, files[i].Name(), os.ErrClosed)
+		}
+		return ferr
+	})
+}
+
+// borrowFunc lends the descriptor of the i-th item to fn.
+type borrowFunc func(i int, fn func(fd int) error) error
+
+func (c *Conn) send(header []byte, n int, borrow borrowFunc) error {
+	if n > scm.MaxFiles {
+		return fmt.Errorf("sealbuf: send: %d descriptors, more than the kernel's %d a message: split the message", n, scm.MaxFiles)
+	}
+	if !c.stream && len(header) == 0 && n == 0 {
+		return errors.New("sealbuf: send: an empty message with no buffers reads as end of file on unixpacket; send at least one header byte or buffer")
+	}
+	if c.stream && len(header) > scm.MaxHeader {
+		return fmt.Errorf("sealbuf: send: %d-byte header, more than the stream framing's %d", len(header), scm.MaxHeader)
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.sendFds = c.sendFds[:0]
+	err := c.borrowAll(n, borrow, func(fds []int) error {
+		c.sendOOB = scm.AppendRights(c.sendOOB[:0], fds)
+		return c.write(header, c.sendOOB, len(fds))
+	})
+	if err != nil {
+		return fmt.Errorf("sealbuf: send: %w", err)
+	}
+	return nil
+}
+
+// borrowAll holds the descriptors of items 0..n-1 at once (each borrowed
+// through its owner's Control, so none can be closed and reused while the
+// message is built and sent) and calls fn with them.
+func (c *Conn) borrowAll(n int, borrow borrowFunc, fn func(fds []int) error) error {
+	i := len(c.sendFds)
+	if i == n {
+		return fn(c.sendFds)
+	}
+	err := borrow(i, func(fd int) error {
+		c.sendFds = append(c.sendFds, fd)
+		return c.borrowAll(n, borrow, fn)
+	})
+	if err != nil && i == len(c.sendFds) { // item i itself could not be borrowed
+		return fmt.Errorf("buffer %d of %d: %w", i, n, err)
+	}
+	return err
+}
+
+// write sends one message: a packet, or a frame on a stream socket, looping
+// over short writes (only the first sendmsg carries the descriptors).
+func (c *Conn) write(header, oob []byte, files int) error {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	parts := [2][]byte{nil, header}
+	if c.stream {
+		c.prefix = scm.Frame{HeaderLen: len(header), Files: files}.Append(c.prefix[:0])
+		parts[0] = c.prefix
+	}
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for {
+			var n int
+			n, werr = sendmsg(int(fd), parts[:], oob)
+			if werr == unix.EAGAIN {
+				return false
+			}
+			if werr != nil {
+				return true
+			}
+			oob = nil
+			if !c.stream {
+				return true
+			}
+			for i := range parts {
+				k := min(n, len(parts[i]))
+				parts[i] = parts[i][k:]
+				n -= k
+			}
+			if len(parts[0])+len(parts[1]) == 0 {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return os.NewSyscallError("sendmsg", werr)
+	}
+	return nil
+}
+
+// sendmsg is sendmsg(2) without x/sys's SendmsgBuffers, which adds a
+// getsockopt per call and a dummy data byte to descriptor-only messages on
+// non-datagram sockets: that byte would break the packet wire format.
+func sendmsg(fd int, parts [][]byte, oob []byte) (int, error) {
+	var iov [2]unix.Iovec
+	var msg unix.Msghdr
+	k := 0
+	for _, p := range parts {
+		if len(p) > 0 {
+			iov[k].Base = &p[0]
+			iov[k].SetLen(len(p))
+			k++
+		}
+	}
+	if k > 0 {
+		msg.Iov = &iov[0]
+		msg.SetIovlen(k)
+	}
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// recvmsg is recvmsg(2) into one buffer, with MSG_CMSG_CLOEXEC always set.
+// It returns the data length (the packet's full length with MSG_TRUNC),
+// the control length and the message flags.
+func recvmsg(fd int, p, oob []byte, flags int) (n, oobn, mflags int, err error) {
+	var iov unix.Iovec
+	var msg unix.Msghdr
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+		msg.Iov = &iov
+		msg.SetIovlen(1)
+	}
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags|unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT))
+	if e != 0 {
+		return 0, 0, 0, e
+	}
+	return int(r), int(msg.Controllen), int(msg.Flags), nil
+}

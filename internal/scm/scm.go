@@ -1,0 +1,85 @@
+//go:build linux
+
+// Package scm encodes and decodes the parts of a sealbuf message that are
+// not the caller's bytes: SCM_RIGHTS control messages, and the frame prefix
+// that keeps a header with its descriptors on a stream socket.
+//
+// It parses untrusted input (whatever a peer sends) and allocates nothing
+// when the caller's slices have room; it never closes or dups descriptors.
+package scm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxFiles is the kernel's limit of descriptors in one message (SCM_MAX_FD).
+const MaxFiles = 253
+
+// Space returns the control buffer size that holds n descriptors.
+func Space(n int) int { return unix.CmsgSpace(n * 4) }
+
+var hdrLen = unix.CmsgLen(0)
+
+// AppendRights appends one SCM_RIGHTS control message carrying fds to buf.
+func AppendRights(buf []byte, fds []int) []byte {
+	if len(fds) == 0 {
+		return buf
+	}
+	start := len(buf)
+	buf = append(buf, make([]byte, Space(len(fds)))...)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&buf[start]))
+	h.Level = unix.SOL_SOCKET
+	h.Type = unix.SCM_RIGHTS
+	h.SetLen(unix.CmsgLen(len(fds) * 4))
+	data := buf[start+hdrLen:]
+	for i, fd := range fds {
+		binary.NativeEndian.PutUint32(data[4*i:], uint32(fd))
+	}
+	return buf
+}
+
+// ErrMalformed is matched by errors for control data that does not parse.
+var ErrMalformed = errors.New("malformed control message")
+
+// ParseRights appends to fds every descriptor carried by SCM_RIGHTS messages
+// in oob. It returns the descriptors found even when it also returns an
+// error, so the caller can close them: a malformed or unexpected control
+// message after a good one must not leak the good one's descriptors.
+func ParseRights(oob []byte, fds []int) ([]int, error) {
+	var err error
+	for len(oob) > 0 {
+		if len(oob) < hdrLen {
+			return fds, fmt.Errorf("%d trailing bytes: %w", len(oob), ErrMalformed)
+		}
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if uint64(h.Len) > uint64(len(oob)) || l < hdrLen {
+			return fds, fmt.Errorf("control message length %d with %d bytes left: %w", h.Len, len(oob), ErrMalformed)
+		}
+		data := oob[hdrLen:l]
+		switch {
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_RIGHTS:
+			if len(data)%4 != 0 {
+				err = fmt.Errorf("SCM_RIGHTS of %d bytes: %w", len(data), ErrMalformed)
+			}
+			for ; len(data) >= 4; data = data[4:] {
+				fds = append(fds, int(int32(binary.NativeEndian.Uint32(data))))
+			}
+		default:
+			if err == nil {
+				err = fmt.Errorf("unexpected control message level %d type %d: %w", h.Level, h.Type, ErrMalformed)
+			}
+		}
+		next := unix.CmsgSpace(l - hdrLen)
+		if next > len(oob) {
+			next = len(oob)
+		}
+		oob = oob[next:]
+	}
+	return fds, err
+}

@@ -1,0 +1,204 @@
+//go:build linux
+
+package sealbuf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sealbuf/sealbuf/internal/scm"
+	"golang.org/x/sys/unix"
+)
+
+// Receive reads one message: its header into header, and its descriptors,
+// each verified with the Conn's policy (see WithReceivePolicy) and mapped as
+// a *Sealed that the caller owns. n is the header's length.
+//
+// On any failure — a descriptor that is not a memfd or lacks seals, more
+// descriptors than the limit, a truncated control message — every
+// descriptor of the message is closed, no buffers are returned, the error
+// names the descriptor and the reason, and the Conn stays usable for the
+// next message. A header longer than header fails matching
+// io.ErrShortBuffer (the message is consumed, its descriptors closed). A
+// peer that hung up gives io.EOF.
+func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {
+	n, files, err := c.ReceiveFiles(header)
+	if err != nil {
+		return n, nil, err
+	}
+	if len(files) == 0 {
+		return n, nil, nil
+	}
+	bufs = make([]*Sealed, 0, len(files))
+	for i, f := range files {
+		s, err := Open(f, c.policy...)
+		if err != nil {
+			for _, b := range bufs {
+				b.Close()
+			}
+			for _, f := range files[i:] {
+				f.Close()
+			}
+			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(files), len(files), err)
+		}
+		bufs = append(bufs, s)
+	}
+	return n, bufs, nil
+}
+
+// ReceiveFiles reads one message like Receive but checks nothing: it returns
+// the descriptors as *os.File (close-on-exec), which the caller owns. It is
+// the low-level half of Receive for callers with their own policy; errors
+// about the message itself (limits, truncation, short header buffer) still
+// close every descriptor.
+func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	var fds []int
+	if c.stream {
+		n, fds, err = c.readFrame(header)
+	} else {
+		n, fds, err = c.readPacket(header)
+	}
+	if err != nil {
+		closeFds(fds)
+		return n, nil, err
+	}
+	if len(fds) == 0 {
+		return n, nil, nil
+	}
+	files = make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("received descriptor %d", i))
+	}
+	return n, files, nil
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd) // received and never wrapped: ours to close
+		}
+	}
+}
+
+// readPacket receives one SOCK_SEQPACKET message.
+func (c *Conn) readPacket(header []byte) (int, []int, error) {
+	n, oobn, flags, err := c.recv(header, unix.MSG_TRUNC)
+	fds, perr := c.rights(oobn, flags)
+	if err != nil {
+		return 0, fds, err
+	}
+	if perr != nil {
+		return min(n, len(header)), fds, perr
+	}
+	if n == 0 && oobn == 0 {
+		return 0, fds, io.EOF
+	}
+	if n > len(header) || flags&unix.MSG_TRUNC != 0 {
+		return len(header), fds, fmt.Errorf("sealbuf: receive: %d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", n, len(header), len(fds), io.ErrShortBuffer)
+	}
+	return n, fds, nil
+}
+
+// readFrame receives one frame from a SOCK_STREAM socket, never reading past
+// its end.
+func (c *Conn) readFrame(header []byte) (int, []int, error) {
+	var prefix [scm.FrameLen]byte
+	var fds []int
+	got := 0
+	for got < len(prefix) {
+		n, oobn, flags, err := c.recv(prefix[got:], 0)
+		more, perr := c.rights(oobn, flags)
+		fds = append(fds, more...)
+		if err != nil {
+			return 0, fds, err
+		}
+		if perr != nil {
+			return 0, fds, perr
+		}
+		if n == 0 {
+			if got == 0 && len(fds) == 0 {
+				return 0, fds, io.EOF
+			}
+			return 0, fds, fmt.Errorf("sealbuf: receive: peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
+		}
+		got += n
+	}
+	frame, err := scm.ParseFrame(prefix[:])
+	if err != nil {
+		return 0, fds, fmt.Errorf("sealbuf: receive: %w", err)
+	}
+	// The header: into the caller's buffer as far as it goes, the rest
+	// read and dropped so the next frame starts where it should.
+	var discard [512]byte
+	for got = 0; got < frame.HeaderLen; {
+		dst := discard[:min(len(discard), frame.HeaderLen-got)]
+		if got < len(header) {
+			dst = header[got:min(len(header), frame.HeaderLen)]
+		}
+		n, oobn, flags, err := c.recv(dst, 0)
+		more, perr := c.rights(oobn, flags)
+		fds = append(fds, more...)
+		if err != nil {
+			return 0, fds, err
+		}
+		if perr != nil {
+			return 0, fds, perr
+		}
+		if n == 0 {
+			return 0, fds, fmt.Errorf("sealbuf: receive: peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
+		}
+		got += n
+	}
+	if len(fds) != frame.Files {
+		return 0, fds, fmt.Errorf("sealbuf: receive: frame announced %d descriptors but carried %d (all closed): %w", frame.Files, len(fds), scm.ErrMalformed)
+	}
+	if frame.HeaderLen > len(header) {
+		return len(header), fds, fmt.Errorf("sealbuf: receive: %d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", frame.HeaderLen, len(header), len(fds), io.ErrShortBuffer)
+	}
+	return frame.HeaderLen, fds, nil
+}
+
+// recv runs one recvmsg, waiting for readability through the poller (so the
+// connection's deadlines apply).
+func (c *Conn) recv(p []byte, flags int) (n, oobn, mflags int, err error) {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, oobn, mflags, rerr = recvmsg(int(fd), p, c.recvOOB, flags)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("recvmsg", rerr)
+	}
+	if err != nil && errors.Is(err, unix.ECONNRESET) {
+		err = fmt.Errorf("%w (%w)", io.EOF, err)
+	}
+	return n, oobn, mflags, err
+}
+
+// rights parses the descriptors of the last recvmsg and applies the limits.
+// It returns every descriptor received, also with an error, for closing.
+func (c *Conn) rights(oobn, flags int) ([]int, error) {
+	if oobn == 0 && flags&unix.MSG_CTRUNC == 0 {
+		return nil, nil
+	}
+	fds, err := scm.ParseRights(c.recvOOB[:oobn], c.recvFds[:0])
+	c.recvFds = fds[:0]
+	if err == nil && flags&unix.MSG_CTRUNC != 0 {
+		err = fmt.Errorf("the control message was truncated (MSG_CTRUNC): the peer sent more than %d descriptors, or other control data", c.maxFiles)
+	}
+	if err == nil && len(fds) > c.maxFiles {
+		err = fmt.Errorf("%d descriptors, more than the limit of %d a message", len(fds), c.maxFiles)
+	}
+	if err != nil {
+		err = fmt.Errorf("sealbuf: receive: %w (all %d received descriptors closed)", err, len(fds))
+	}
+	return append([]int(nil), fds...), err
+}
