@@ -296,11 +296,26 @@ func (m *Mapping) truncatedError(op string, off, end int, size int64, cause erro
 	if size >= 0 {
 		now = fmt.Sprintf("%d bytes", size)
 	}
-	msg := fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: the file is now %s (its peer truncated it); only bytes below the new end can be used", op, m.file.Name(), off, end, len(m.mem), now)
-	if cause != nil {
-		return fmt.Errorf("%s: %w: %w", msg, ErrTruncated, cause)
+	return &truncatedError{
+		msg:   fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: the file is now %s; only bytes below its end can be used", op, m.file.Name(), off, end, len(m.mem), now),
+		cause: cause,
 	}
-	return fmt.Errorf("%s: %w", msg, ErrTruncated)
+}
+
+// truncatedError matches ErrTruncated and, when the access faulted, the
+// *sigbus.FaultError; its text stays short.
+type truncatedError struct {
+	msg   string
+	cause error
+}
+
+func (e *truncatedError) Error() string { return e.msg + ": " + ErrTruncated.Error() }
+
+func (e *truncatedError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrTruncated}
+	}
+	return []error{ErrTruncated, e.cause}
 }
 
 func (m *Mapping) closedError(op string) error {
