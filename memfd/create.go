@@ -99,6 +99,9 @@ func hugeFlags(pageSize int64) (int, error) {
 	if pageSize < 0 || pageSize&(pageSize-1) != 0 {
 		return 0, fmt.Errorf("huge page size %d is not a power of two", pageSize)
 	}
+	if pageSize <= int64(os.Getpagesize()) {
+		return 0, fmt.Errorf("huge page size %d is not larger than a normal page (0 asks for the default huge page size)", pageSize)
+	}
 	shift := bits.TrailingZeros64(uint64(pageSize))
 	if shift > unix.MFD_HUGE_MASK {
 		return 0, fmt.Errorf("huge page size %d is too large", pageSize)

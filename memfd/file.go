@@ -88,7 +88,32 @@ func (m *File) AddSeals(s Seals) error {
 // mmap and fcntl seal calls: the open file description may be shared.
 func (m *File) SyscallConn() (syscall.RawConn, error) {
 	rc, err := m.f.SyscallConn()
-	return rc, opError(m.name, "syscall conn", err)
+	if err != nil {
+		return nil, opError(m.name, "syscall conn", err)
+	}
+	if err := rc.Control(func(uintptr) {}); err != nil {
+		return nil, opError(m.name, "syscall conn", err)
+	}
+	return rawConn{rc: rc, name: m.name}, nil
+}
+
+// rawConn translates the poll package's "use of closed file" into an error
+// wrapping os.ErrClosed, as every other method of File does.
+type rawConn struct {
+	rc   syscall.RawConn
+	name string
+}
+
+func (c rawConn) Control(fn func(fd uintptr)) error {
+	return opError(c.name, "control", c.rc.Control(fn))
+}
+
+func (c rawConn) Read(fn func(fd uintptr) bool) error {
+	return opError(c.name, "raw read", c.rc.Read(fn))
+}
+
+func (c rawConn) Write(fn func(fd uintptr) bool) error {
+	return opError(c.name, "raw write", c.rc.Write(fn))
 }
 
 // ReopenReadOnly opens the memfd again, read-only and close-on-exec, through
