@@ -88,8 +88,19 @@ func socketType(c *net.UnixConn) int {
 	return typ
 }
 
-// Close closes the connection. Buffers already received stay valid.
-func (c *Conn) Close() error { return c.c.Close() }
+// Close closes the connection. Buffers already received stay valid. After
+// Close, Send and Receive return errors wrapping os.ErrClosed, and so does a
+// second Close.
+func (c *Conn) Close() error { return closedConn(c.c.Close()) }
+
+// closedConn makes errors about a closed connection match os.ErrClosed, as
+// the contract promises, while they keep matching net.ErrClosed.
+func closedConn(err error) error {
+	if err != nil && errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("%w (%w)", err, os.ErrClosed)
+	}
+	return err
+}
 
 // Send sends header and the descriptors of bufs as one message. It borrows
 // bufs: the caller still owns them and may send the same buffer again, even
@@ -160,7 +171,7 @@ func (c *Conn) send(header []byte, n int, borrow borrowFunc) error {
 		return c.write(header, c.sendOOB, len(fds))
 	})
 	if err != nil {
-		return fmt.Errorf("sealbuf: send: %w", err)
+		return fmt.Errorf("sealbuf: send: %w", closedConn(err))
 	}
 	return nil
 }

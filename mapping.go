@@ -111,13 +111,13 @@ func (m *Mapping) File() *memfd.File { return m.file }
 // it and io.EOF. A read touching bytes past the file's current end returns
 // 0 and an error matching ErrTruncated, never a short count or zeros.
 func (m *Mapping) ReadAt(p []byte, off int64) (int, error) {
+	if m.closed.Load() {
+		return 0, m.closedError("read")
+	}
 	if off < 0 {
 		return 0, fmt.Errorf("sealbuf: read mapping at %d: negative offset", off)
 	}
 	if off >= int64(len(m.mem)) {
-		if m.closed.Load() {
-			return 0, m.closedError("read")
-		}
 		return 0, io.EOF
 	}
 	n := min(len(p), len(m.mem)-int(off))
@@ -138,6 +138,9 @@ func (m *Mapping) ReadAt(p []byte, off int64) (int, error) {
 // changes the file's size: a write past Len fails with n = 0, and one
 // touching bytes past the file's current end fails matching ErrTruncated.
 func (m *Mapping) WriteAt(p []byte, off int64) (int, error) {
+	if m.closed.Load() {
+		return 0, m.closedError("write")
+	}
 	if !m.writable {
 		return 0, fmt.Errorf("sealbuf: write mapping %q: it is read-only (the descriptor is O_RDONLY, the memfd is write-sealed, or MapReadOnly was given)", m.file.Name())
 	}

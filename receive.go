@@ -177,6 +177,7 @@ func (c *Conn) recv(p []byte, flags int) (n, oobn, mflags int, err error) {
 	if err == nil && rerr != nil {
 		err = os.NewSyscallError("recvmsg", rerr)
 	}
+	err = closedConn(err)
 	if err != nil && errors.Is(err, unix.ECONNRESET) {
 		err = fmt.Errorf("%w (%w)", io.EOF, err)
 	}
