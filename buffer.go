@@ -20,14 +20,13 @@ import (
 // A Buffer is safe for concurrent use, but Bytes is a plain slice: writing it
 // while Seal or Close runs is the caller's race.
 type Buffer struct {
-	mu       sync.Mutex
-	file     *memfd.File // nil once sealed or closed
-	mem      []byte      // writable MAP_SHARED view; nil after Seal or Close
-	size     int
-	sealed   bool
-	huge     bool
-	hugeWhy  error
-	hugePage int64
+	mu      sync.Mutex
+	file    *memfd.File // nil once sealed or closed
+	mem     []byte      // writable MAP_SHARED view; nil after Seal or Close
+	size    int
+	sealed  bool
+	huge    bool
+	hugeWhy error
 }
 
 // New creates a Buffer of exactly size bytes (no rounding), zero-filled. A
