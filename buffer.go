@@ -44,7 +44,7 @@ func New(size int, opts ...Option) (*Buffer, error) {
 	o := newOptions(opts)
 	b := &Buffer{size: size}
 	if o.huge {
-		file, mem, err := newMapped(o.name, size, memfd.WithHugeTLB(o.hugeSize))
+		file, mem, err := newHuge(o.name, size, o.hugeSize)
 		if err == nil {
 			b.file, b.mem, b.huge = file, mem, true
 			return b, nil
