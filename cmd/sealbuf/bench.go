@@ -3,11 +3,318 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
+
+	"github.com/sealbuf/sealbuf/internal/handoff"
 )
+
+func init() {
+	register(command{
+		name: "bench",
+		args: "[flags]",
+		help: "compare handoff modes with a socket copy (-h for flags)",
+		run:  runBench,
+	})
+	children[handoff.Role] = handoff.Child
+}
+
+// benchModes are the modes the command measures, in table order. mmap-go
+// lives in the bench module only (it would put github.com/edsrzf/mmap-go in
+// the library's module graph).
+var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "sealed-hugetlb", "sealed-prefault"}
+
+const defaultSizes = "4K,64K,1M,16M,64M"
+
+type benchConfig struct {
+	modes  []string
+	sizes  []int64
+	per    time.Duration
+	pin    string
+	json   bool
+	svg    string
+	stderr io.Writer
+}
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sizes := fs.String("sizes", defaultSizes, "message sizes, comma-separated (suffixes K, M, G: powers of 1024)")
+	per := fs.Duration("time", time.Second, "target time per measurement (plus a tenth of it to warm up)")
+	pin := fs.String("pin", "same", "CPU pinning: same (producer and consumer on one CPU) or none")
+	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket"}`)
+	svg := fs.String("svg", "", "also write a chart (SVG) to this file")
+	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: sealbuf bench [flags]\n\nEach mode hands messages of each size from this process to a child process and back (one ack per message); every byte is written and checked.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg := benchConfig{per: *per, pin: *pin, json: *asJSON, svg: *svg, stderr: stderr}
+	var err error
+	if cfg.sizes, err = parseSizes(*sizes); err != nil {
+		return err
+	}
+	if cfg.pin != "same" && cfg.pin != "none" {
+		return fmt.Errorf("-pin %q: want same or none", cfg.pin)
+	}
+	if cfg.per <= 0 {
+		return fmt.Errorf("-time %v: want a positive duration", cfg.per)
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		m = strings.TrimSpace(m)
+		switch {
+		case m == "":
+		case m == "mmap-go":
+			fmt.Fprintln(stderr, "sealbuf bench: mode mmap-go is measured by the bench module only (it keeps github.com/edsrzf/mmap-go out of the library's dependencies): cd bench && go test -run=NONE -bench='Handoff/mmap-go'")
+		case !slices.Contains(benchModes, m):
+			return fmt.Errorf("-modes: unknown mode %q (known: %s, mmap-go)", m, strings.Join(benchModes, ", "))
+		case !slices.Contains(cfg.modes, m):
+			cfg.modes = append(cfg.modes, m)
+		}
+	}
+	return bench(stdout, cfg)
+}
 
 // handoffTable measures each mode at each size (producer and consumer in two processes) and prints an aligned table to w.
 func handoffTable(w io.Writer, modes []string, sizes []int64, per time.Duration) error {
+	return bench(w, benchConfig{modes: modes, sizes: sizes, per: per, pin: "same", stderr: os.Stderr})
+}
+
+// benchRow is one measurement, as -json prints it.
+type benchRow struct {
+	Mode     string  `json:"mode"`
+	Size     int64   `json:"size"`
+	NsPerMsg float64 `json:"ns_per_msg"`
+	VsSocket float64 `json:"vs_socket"`
+
+	msgs int
+	note string
+}
+
+func bench(w io.Writer, cfg benchConfig) (err error) {
+	// socket is the reference every row is compared with: first, always.
+	modes := append([]string{"socket"}, slices.DeleteFunc(slices.Clone(cfg.modes), func(m string) bool { return m == "socket" })...)
+	for _, m := range modes {
+		if _, ok := handoff.Lookup(m); !ok {
+			return fmt.Errorf("unknown mode %q (known: %v)", m, handoff.Names())
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	opt := handoff.Options{CPU: -1}
+	if cfg.pin == "same" {
+		if opt.CPU = handoff.PickCPU(); opt.CPU < 0 {
+			return errors.New("-pin same: cannot read this process's CPU mask")
+		}
+	}
+	hugeOK := map[int64]error{}
+	if slices.Contains(modes, "sealed-hugetlb") {
+		restore := hugePool(cfg, hugeOK)
+		defer restore()
+	}
+
+	t := newBenchTable(w, cfg.json)
+	var rows []benchRow
+	for _, size := range cfg.sizes {
+		var socketNs float64
+		for _, name := range modes {
+			if name == "sealed-hugetlb" && hugeOK[size] != nil {
+				fmt.Fprintf(cfg.stderr, "sealbuf bench: sealed-hugetlb, %s: no row: %v\n", sizeName(size), hugeOK[size])
+				continue
+			}
+			mode, _ := handoff.Lookup(name)
+			r, err := handoff.Measure(ctx, mode, int(size), cfg.per/10, cfg.per, opt)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				if name == "socket" {
+					return err
+				}
+				fmt.Fprintf(cfg.stderr, "sealbuf bench: %s, %s: no row: %v\n", name, sizeName(size), err)
+				continue
+			}
+			row := benchRow{Mode: name, Size: size, NsPerMsg: r.NsPerMsg, msgs: r.Msgs, note: r.Note}
+			if name == "socket" {
+				socketNs = r.NsPerMsg
+			}
+			row.VsSocket = socketNs / r.NsPerMsg
+			rows = append(rows, row)
+			if err := t.row(row); err != nil {
+				return err
+			}
+		}
+		t.endGroup()
+	}
+	if cfg.svg != "" {
+		if err := writeBenchSVG(cfg.svg, modes, cfg.sizes, rows, cfg); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// hugePool makes sure the huge page pool can hold the largest huge-page
+// message, raising it (as root) when needed; it records per size why
+// sealed-hugetlb cannot run.
+func hugePool(cfg benchConfig, why map[int64]error) (restore func()) {
+	hp := int64(handoff.HugePageSize())
+	var largest int64
+	for _, size := range cfg.sizes {
+		switch {
+		case hp == 0:
+			why[size] = errors.New("the kernel has no huge pages")
+		case size == 0 || size%hp != 0:
+			why[size] = fmt.Errorf("%d bytes is not a multiple of the %s huge page size (hugetlbfs sizes are whole pages)", size, sizeName(hp))
+		default:
+			largest = max(largest, size)
+		}
+	}
+	if largest == 0 {
+		return func() {}
+	}
+	// One message in flight at a time, plus one being built.
+	restore, err := handoff.EnsureHugePages(int(2*largest/hp), cfg.stderr)
+	if err != nil {
+		for _, size := range cfg.sizes {
+			if why[size] == nil {
+				why[size] = err
+			}
+		}
+	}
+	return restore
+}
+
+func parseSizes(s string) ([]int64, error) {
+	var sizes []int64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := parseSize(f)
+		if err != nil {
+			return nil, fmt.Errorf("-sizes: %w", err)
+		}
+		sizes = append(sizes, n)
+	}
+	if len(sizes) == 0 {
+		return nil, errors.New("-sizes: no sizes")
+	}
+	return sizes, nil
+}
+
+func parseSize(s string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
+	shift := 0
+	switch {
+	case strings.HasSuffix(num, "K"):
+		shift = 10
+	case strings.HasSuffix(num, "M"):
+		shift = 20
+	case strings.HasSuffix(num, "G"):
+		shift = 30
+	}
+	if shift > 0 {
+		num = num[:len(num)-1]
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)>>shift {
+		return 0, fmt.Errorf("bad size %q: want a positive number with an optional K, M or G suffix", s)
+	}
+	return n << shift, nil
+}
+
+// sizeName prints a size the way -sizes takes it: 4K, 64K, 1M…
+func sizeName(n int64) string {
+	for _, u := range []struct {
+		shift  uint
+		suffix string
+	}{{30, "G"}, {20, "M"}, {10, "K"}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// benchTable prints rows as they come: aligned text, or JSON lines.
+type benchTable struct {
+	w      io.Writer
+	json   bool
+	header bool
+}
+
+func newBenchTable(w io.Writer, asJSON bool) *benchTable { return &benchTable{w: w, json: asJSON} }
+
+const benchRowFormat = "%-5s  %-16s %11s %9s %10s %6s  %s\n"
+
+func (t *benchTable) row(r benchRow) error {
+	if t.json {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(t.w, "%s\n", b)
+		return err
+	}
+	if !t.header {
+		t.header = true
+		if _, err := fmt.Fprintf(t.w, benchRowFormat, "size", "mode", "time/msg", "GB/s", "vs socket", "msgs", "how"); err != nil {
+			return err
+		}
+	}
+	gbs := float64(r.Size) / r.NsPerMsg
+	_, err := fmt.Fprintf(t.w, benchRowFormat, sizeName(r.Size), r.Mode, fmtNs(r.NsPerMsg),
+		strconv.FormatFloat(gbs, 'f', 2, 64), strconv.FormatFloat(r.VsSocket, 'f', 2, 64)+"x", strconv.Itoa(r.msgs), r.note)
+	return err
+}
+
+func (t *benchTable) endGroup() {
+	if !t.json && t.header {
+		fmt.Fprintln(t.w)
+	}
+}
+
+// fmtNs prints a duration in nanoseconds with about three significant
+// digits.
+func fmtNs(ns float64) string {
+	unit := "ns"
+	for _, u := range []struct {
+		div  float64
+		name string
+	}{{1e9, "s"}, {1e6, "ms"}, {1e3, "µs"}} {
+		if ns >= u.div {
+			ns, unit = ns/u.div, u.name
+			break
+		}
+	}
+	prec := 2
+	if ns >= 100 {
+		prec = 0
+	} else if ns >= 10 {
+		prec = 1
+	}
+	return strconv.FormatFloat(ns, 'f', prec, 64) + " " + unit
 }

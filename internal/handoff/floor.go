@@ -1,0 +1,191 @@
+//go:build linux
+
+package handoff
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sealed-floor does what the sealed mode does in raw x/sys/unix calls on
+// blocking descriptors, and nothing else: memfd_create, pwrite, F_ADD_SEALS,
+// sendmsg with SCM_RIGHTS, close; the consumer recvmsg, fstat, F_GET_SEALS,
+// mmap, read, munmap, close. It is the floor the library is measured
+// against.
+
+func init() {
+	Register(Mode{
+		Name:     "sealed-floor",
+		Socket:   unix.SOCK_SEQPACKET,
+		Producer: newFloorProducer,
+		Consume:  consumeFloor,
+	})
+}
+
+const floorSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+
+// rawFd borrows sock's descriptor for the lifetime of the bench: the
+// *os.File stays referenced by the caller, which closes it at the end.
+func rawFd(sock *os.File) (int, error) {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	err = rc.Control(func(f uintptr) { fd = int(f) })
+	return fd, err
+}
+
+type floorProducer struct {
+	sock  *os.File
+	fd    int
+	buf   []byte
+	oob   []byte
+	flags int
+	hdr   [8]byte
+}
+
+func newFloorProducer(sock *os.File, size int) (Producer, error) {
+	fd, err := rawFd(sock)
+	if err != nil {
+		return nil, err
+	}
+	p := &floorProducer{sock: sock, fd: fd, buf: make([]byte, size), oob: make([]byte, unix.CmsgSpace(4))}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&p.oob[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_RIGHTS
+	h.SetLen(unix.CmsgLen(4))
+	p.flags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING | unix.MFD_NOEXEC_SEAL
+	if mfd, err := unix.MemfdCreate("sealbuf-floor", p.flags); err == unix.EINVAL {
+		p.flags &^= unix.MFD_NOEXEC_SEAL // kernels before 6.3
+	} else if err == nil {
+		unix.Close(mfd)
+	} else {
+		return nil, os.NewSyscallError("memfd_create", err)
+	}
+	return p, nil
+}
+
+func (p *floorProducer) Send(k uint64) error {
+	Fill(p.buf, k)
+	mfd, err := unix.MemfdCreate("sealbuf-floor", p.flags)
+	if err != nil {
+		return os.NewSyscallError("memfd_create", err)
+	}
+	defer unix.Close(mfd)
+	for off := 0; off < len(p.buf); {
+		n, err := unix.Pwrite(mfd, p.buf[off:], int64(off))
+		if err != nil {
+			return os.NewSyscallError("pwrite", err)
+		}
+		off += n
+	}
+	if _, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, floorSeals); err != nil {
+		return os.NewSyscallError("fcntl F_ADD_SEALS", err)
+	}
+	binary.NativeEndian.PutUint32(p.oob[unix.CmsgLen(0):], uint32(mfd))
+	binary.LittleEndian.PutUint64(p.hdr[:], k)
+	if _, err := unix.SendmsgN(p.fd, p.hdr[:], p.oob, nil, unix.MSG_NOSIGNAL); err != nil {
+		return os.NewSyscallError("sendmsg", err)
+	}
+	var ack [1]byte
+	n, err := unix.Read(p.fd, ack[:])
+	if err != nil {
+		return os.NewSyscallError("read ack", err)
+	}
+	if n != 1 {
+		return errors.New("consumer hung up before it acked")
+	}
+	return nil
+}
+
+func (p *floorProducer) Close() error { return nil }
+
+func consumeFloor(sock *os.File, size int) error {
+	fd, err := rawFd(sock)
+	if err != nil {
+		return err
+	}
+	var hdr [16]byte
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	ack := []byte{'a'}
+	for k := uint64(0); ; k++ {
+		n, oobn, flags, _, err := unix.Recvmsg(fd, hdr[:], oob, unix.MSG_CMSG_CLOEXEC)
+		if err != nil {
+			return os.NewSyscallError("recvmsg", err)
+		}
+		if n == 0 && oobn == 0 {
+			return nil
+		}
+		mfd, err := floorRights(oob[:oobn], flags)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", k, err)
+		}
+		err = floorRead(mfd, size, k)
+		unix.Close(mfd)
+		if err != nil {
+			return err
+		}
+		if n != 8 || binary.LittleEndian.Uint64(hdr[:]) != k {
+			return fmt.Errorf("message %d: %d-byte header %x", k, n, hdr[:n])
+		}
+		if _, err := unix.Write(fd, ack); err != nil {
+			return os.NewSyscallError("write ack", err)
+		}
+	}
+}
+
+// floorRights takes the one descriptor of a message (closing any others).
+func floorRights(oob []byte, flags int) (int, error) {
+	if len(oob) < unix.CmsgLen(4) {
+		return -1, fmt.Errorf("no descriptor (%d bytes of control data, flags %#x)", len(oob), flags)
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_RIGHTS || int(h.Len) > len(oob) {
+		return -1, errors.New("unexpected control message")
+	}
+	data := oob[unix.CmsgLen(0):h.Len]
+	fd := int(int32(binary.NativeEndian.Uint32(data)))
+	for i := 4; i+4 <= len(data); i += 4 {
+		unix.Close(int(int32(binary.NativeEndian.Uint32(data[i:]))))
+	}
+	if len(data) != 4 || flags&unix.MSG_CTRUNC != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%d descriptors or truncated control data, want one", len(data)/4)
+	}
+	return fd, nil
+}
+
+func floorRead(mfd, size int, k uint64) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(mfd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	if st.Size != int64(size) {
+		return fmt.Errorf("message %d: memfd has %d bytes, want %d", k, st.Size, size)
+	}
+	seals, err := unix.FcntlInt(uintptr(mfd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl F_GET_SEALS", err)
+	}
+	const want = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if seals&want != want {
+		return fmt.Errorf("message %d: memfd seals %#x lack shrink|grow|write", k, seals)
+	}
+	if size == 0 {
+		return nil
+	}
+	ptr, err := unix.MmapPtr(mfd, 0, nil, uintptr(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return os.NewSyscallError("mmap", err)
+	}
+	cerr := Check(unsafe.Slice((*byte)(ptr), size), k)
+	if err := unix.MunmapPtr(ptr, uintptr(size)); err != nil {
+		return os.NewSyscallError("munmap", err)
+	}
+	return cerr
+}

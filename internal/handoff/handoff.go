@@ -1,0 +1,351 @@
+//go:build linux
+
+// Package handoff measures how fast one process can hand a message of a
+// given size to another: the producer is the calling process, the consumer
+// a re-executed copy of the running binary, connected by a socket pair.
+// The sealbuf command (bench) and the bench module share it.
+//
+// Every mode does the same work per message: the producer writes every
+// payload byte (a pattern that depends on the message index, see Fill),
+// hands the message over, and waits for a one-byte ack; the consumer reads
+// every byte, checks it (a wrong byte fails the run), releases the message
+// and acks. One message in flight at a time (ping-pong), so ns/msg is the
+// full cost of one handoff, both sides included.
+//
+// The binary must dispatch the consumer role: when the environment variable
+// RoleEnv equals Role, call Child and exit with its status, before anything
+// else (in main, or in TestMain before m.Run).
+package handoff
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// RoleEnv is the environment variable that makes a re-executed binary a
+	// child; it is the sealbuf command's own child-role variable.
+	RoleEnv = "SEALBUF_CHILD_ROLE"
+	// Role is RoleEnv's value for a handoff consumer.
+	Role = "handoff-consumer"
+
+	envMode = "SEALBUF_HANDOFF_MODE"
+	envSize = "SEALBUF_HANDOFF_SIZE"
+	envCPU  = "SEALBUF_HANDOFF_CPU"
+)
+
+// Mode is one way to hand a message to another process.
+type Mode struct {
+	Name string
+	// Socket is the type of the socket pair: unix.SOCK_STREAM or
+	// unix.SOCK_SEQPACKET.
+	Socket int
+	// Supports reports why a size cannot be measured (nil: it can). It runs
+	// in the producer before the consumer is started. Optional.
+	Supports func(size int) error
+	// Producer prepares to send size-byte messages over sock, its end of
+	// the pair (blocking; it may convert it with net.FileConn).
+	Producer func(sock *os.File, size int) (Producer, error)
+	// Consume receives size-byte messages from sock until the producer hangs
+	// up, checks every byte of message k (0, 1, 2…) with Check, and acks each
+	// with one byte. It returns nil at end of file.
+	Consume func(sock *os.File, size int) error
+}
+
+// Producer sends messages of one mode and size.
+type Producer interface {
+	// Send builds message k (writing every byte), hands it over and waits
+	// for the consumer's ack.
+	Send(k uint64) error
+	// Close releases what the producer holds (not the socket).
+	Close() error
+}
+
+// Noter is implemented by producers that say how they built messages
+// (for example which build path they chose).
+type Noter interface{ Note() string }
+
+var (
+	regMu sync.Mutex
+	modes = map[string]Mode{}
+)
+
+// Register adds a mode; the consumer process must register it too (do it
+// from an init function).
+func Register(m Mode) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := modes[m.Name]; dup {
+		panic("handoff: mode " + m.Name + " registered twice")
+	}
+	modes[m.Name] = m
+}
+
+// Lookup returns the mode registered under name.
+func Lookup(name string) (Mode, bool) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	m, ok := modes[name]
+	return m, ok
+}
+
+// Names returns the registered modes' names, sorted.
+func Names() []string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	names := make([]string, 0, len(modes))
+	for n := range modes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Options configure a Session.
+type Options struct {
+	// CPU pins the producer (every thread of this process, for the
+	// session's lifetime) and the consumer to this CPU; < 0: no pinning.
+	CPU int
+}
+
+// Session is one producer (this process) connected to one consumer child.
+type Session struct {
+	mode   Mode
+	size   int
+	prod   Producer
+	sock   *os.File
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	next   uint64
+	unpin  func()
+	done   bool
+}
+
+// Start starts a consumer child for mode and size and connects a producer
+// to it. The child has signalled it is ready when Start returns. Close the
+// Session.
+func Start(mode Mode, size int, opt Options) (s *Session, err error) {
+	if mode.Supports != nil {
+		if err := mode.Supports(size); err != nil {
+			return nil, err
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("handoff: find own binary to re-execute: %w", err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, mode.Socket|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: %s: %w", mode.Name, os.NewSyscallError("socketpair", err))
+	}
+	mine := os.NewFile(uintptr(fds[0]), "handoff producer socket")
+	theirs := os.NewFile(uintptr(fds[1]), "handoff consumer socket")
+	defer theirs.Close() // the child has its own copy once started
+	s = &Session{mode: mode, size: size, sock: mine, stderr: new(bytes.Buffer), unpin: func() {}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if opt.CPU >= 0 {
+		unpin, err := PinProcess(opt.CPU)
+		if err != nil {
+			return s, err
+		}
+		s.unpin = unpin
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(),
+		RoleEnv+"="+Role,
+		envMode+"="+mode.Name,
+		envSize+"="+strconv.Itoa(size),
+		envCPU+"="+strconv.Itoa(opt.CPU),
+	)
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3 in the child
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		return s, fmt.Errorf("handoff: start consumer: %w", err)
+	}
+	s.cmd = cmd
+	theirs.Close()
+	var ready [1]byte
+	if n, err := mine.Read(ready[:]); n != 1 {
+		return s, s.childError(fmt.Errorf("consumer did not start: %v", err))
+	}
+	prod, err := mode.Producer(mine, size)
+	if err != nil {
+		return s, fmt.Errorf("handoff: %s producer: %w", mode.Name, err)
+	}
+	s.prod = prod
+	return s, nil
+}
+
+// Note returns the producer's note on how it builds messages, if any.
+func (s *Session) Note() string {
+	if n, ok := s.prod.(Noter); ok {
+		return n.Note()
+	}
+	return ""
+}
+
+// Run hands n messages over.
+func (s *Session) Run(n int) error {
+	for range n {
+		if err := s.send(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunFor hands messages over until d has passed (at least one) or ctx is
+// done, and returns how many and how long they took.
+func (s *Session) RunFor(ctx context.Context, d time.Duration) (int, time.Duration, error) {
+	start := time.Now()
+	n := 0
+	for {
+		if err := s.send(); err != nil {
+			return n, time.Since(start), err
+		}
+		n++
+		el := time.Since(start)
+		if el >= d {
+			return n, el, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return n, el, err
+		}
+	}
+}
+
+func (s *Session) send() error {
+	k := s.next
+	s.next++
+	if err := s.prod.Send(k); err != nil {
+		return s.childError(fmt.Errorf("%s, message %d of %d bytes: %w", s.mode.Name, k, s.size, err))
+	}
+	return nil
+}
+
+// childError adds what the consumer said to err, once it has exited.
+func (s *Session) childError(err error) error {
+	if s.cmd == nil || s.done {
+		return err
+	}
+	s.sock.Close() // let a consumer still waiting see end of file
+	werr := s.wait()
+	if msg := bytes.TrimSpace(s.stderr.Bytes()); len(msg) > 0 {
+		return fmt.Errorf("%w; consumer: %s", err, msg)
+	}
+	if werr != nil {
+		return fmt.Errorf("%w; consumer: %v", err, werr)
+	}
+	return err
+}
+
+func (s *Session) wait() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	return s.cmd.Wait()
+}
+
+// Close hangs up, waits for the consumer and unpins this process. It
+// reports a consumer that failed.
+func (s *Session) Close() error {
+	var err error
+	if s.prod != nil {
+		err = s.prod.Close()
+	}
+	s.sock.Close()
+	if s.cmd != nil && !s.done {
+		if werr := s.wait(); werr != nil && err == nil {
+			err = fmt.Errorf("handoff: %s consumer: %v: %s", s.mode.Name, werr, bytes.TrimSpace(s.stderr.Bytes()))
+		}
+	}
+	s.unpin()
+	return err
+}
+
+// Result is one measurement.
+type Result struct {
+	Mode     string
+	Size     int
+	Msgs     int
+	Elapsed  time.Duration
+	NsPerMsg float64
+	Note     string
+}
+
+// Measure runs mode at size for warm (not counted), then for per, and
+// returns the time per message.
+func Measure(ctx context.Context, mode Mode, size int, warm, per time.Duration, opt Options) (r Result, err error) {
+	s, err := Start(mode, size, opt)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if cerr := s.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, _, err := s.RunFor(ctx, warm); err != nil {
+		return r, err
+	}
+	runtime.GC()
+	n, el, err := s.RunFor(ctx, per)
+	if err != nil {
+		return r, err
+	}
+	return Result{Mode: mode.Name, Size: size, Msgs: n, Elapsed: el, NsPerMsg: float64(el.Nanoseconds()) / float64(n), Note: s.Note()}, nil
+}
+
+// Child is the consumer process's entry point: it returns the exit status.
+func Child() int {
+	if err := child(); err != nil {
+		fmt.Fprintf(os.Stderr, "%v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func child() error {
+	name := os.Getenv(envMode)
+	mode, ok := Lookup(name)
+	if !ok {
+		return fmt.Errorf("handoff consumer: unknown mode %q (known: %v)", name, Names())
+	}
+	size, err := strconv.Atoi(os.Getenv(envSize))
+	if err != nil {
+		return fmt.Errorf("handoff consumer: bad %s: %w", envSize, err)
+	}
+	if cpu, err := strconv.Atoi(os.Getenv(envCPU)); err == nil && cpu >= 0 {
+		if _, err := PinProcess(cpu); err != nil {
+			return err
+		}
+	}
+	sock := os.NewFile(3, "handoff consumer socket")
+	if sock == nil {
+		return errors.New("handoff consumer: no socket on descriptor 3")
+	}
+	if _, err := sock.Write([]byte{'r'}); err != nil {
+		return fmt.Errorf("handoff consumer: signal ready: %w", err)
+	}
+	if err := mode.Consume(sock, size); err != nil {
+		return fmt.Errorf("handoff consumer (%s, %d bytes): %w", name, size, err)
+	}
+	return nil
+}
