@@ -37,6 +37,11 @@ var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "seal
 
 const defaultSizes = "4K,64K,1M,16M,64M"
 
+// benchRounds is how many slices each measurement is cut into: the modes
+// of one size take turns, so a burst of noise from other processes hits
+// them alike, and the median slice is reported.
+const benchRounds = 5
+
 type benchConfig struct {
 	modes  []string
 	sizes  []int64
@@ -51,11 +56,11 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sizes := fs.String("sizes", defaultSizes, "message sizes, comma-separated (suffixes K, M, G: powers of 1024)")
-	per := fs.Duration("time", time.Second, "target time per measurement (plus a tenth of it to warm up)")
+	per := fs.Duration("time", time.Second, "target time per measurement, in 5 interleaved rounds (plus a tenth of it to warm up)")
 	pin := fs.String("pin", "same", "CPU pinning: same (producer and consumer on one CPU) or none")
 	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket"}`)
 	svg := fs.String("svg", "", "also write a chart (SVG) to this file")
-	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference)")
+	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference); floor-netpoll is sealed-floor waiting through Go's netpoller, a diagnostic")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sealbuf bench [flags]\n\nEach mode hands messages of each size from this process to a child process and back (one ack per message); every byte is written and checked.\n\n")
 		fs.PrintDefaults()
@@ -84,15 +89,18 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		m = strings.TrimSpace(m)
 		switch {
 		case m == "":
-		case m == "mmap-go":
-			fmt.Fprintln(stderr, "sealbuf bench: mode mmap-go is measured by the bench module only (it keeps github.com/edsrzf/mmap-go out of the library's dependencies): cd bench && go test -run=NONE -bench='Handoff/mmap-go'")
-		case !slices.Contains(benchModes, m):
-			return fmt.Errorf("-modes: unknown mode %q (known: %s, mmap-go)", m, strings.Join(benchModes, ", "))
+		case m != "mmap-go" && !known(m):
+			return fmt.Errorf("-modes: unknown mode %q (known: %s, mmap-go)", m, strings.Join(handoff.Names(), ", "))
 		case !slices.Contains(cfg.modes, m):
 			cfg.modes = append(cfg.modes, m)
 		}
 	}
 	return bench(stdout, cfg)
+}
+
+func known(mode string) bool {
+	_, ok := handoff.Lookup(mode)
+	return ok
 }
 
 // handoffTable measures each mode at each size (producer and consumer in two processes) and prints an aligned table to w.
@@ -113,10 +121,16 @@ type benchRow struct {
 
 func bench(w io.Writer, cfg benchConfig) (err error) {
 	// socket is the reference every row is compared with: first, always.
-	modes := append([]string{"socket"}, slices.DeleteFunc(slices.Clone(cfg.modes), func(m string) bool { return m == "socket" })...)
-	for _, m := range modes {
-		if _, ok := handoff.Lookup(m); !ok {
+	modes := []string{"socket"}
+	for _, m := range cfg.modes {
+		switch {
+		case m == "socket" || slices.Contains(modes, m):
+		case m == "mmap-go":
+			fmt.Fprintln(cfg.stderr, "sealbuf bench: mode mmap-go is measured by the bench module only (it keeps github.com/edsrzf/mmap-go out of the library's dependencies): cd bench && go test -run=NONE -bench='Handoff/mmap-go'")
+		case !known(m):
 			return fmt.Errorf("unknown mode %q (known: %v)", m, handoff.Names())
+		default:
+			modes = append(modes, m)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -137,29 +151,29 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 	t := newBenchTable(w, cfg.json)
 	var rows []benchRow
 	for _, size := range cfg.sizes {
-		var socketNs float64
+		var run []handoff.Mode
 		for _, name := range modes {
 			if name == "sealed-hugetlb" && hugeOK[size] != nil {
 				fmt.Fprintf(cfg.stderr, "sealbuf bench: sealed-hugetlb, %s: no row: %v\n", sizeName(size), hugeOK[size])
 				continue
 			}
 			mode, _ := handoff.Lookup(name)
-			r, err := handoff.Measure(ctx, mode, int(size), cfg.per/10, cfg.per, opt)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				if name == "socket" {
-					return err
-				}
-				fmt.Fprintf(cfg.stderr, "sealbuf bench: %s, %s: no row: %v\n", name, sizeName(size), err)
+			run = append(run, mode)
+		}
+		results, err := handoff.Measure(ctx, run, int(size), cfg.per/10, cfg.per, benchRounds, opt)
+		if err != nil {
+			return err
+		}
+		if err := results[0].Err; err != nil { // socket: no reference, no table
+			return err
+		}
+		socketNs := results[0].NsPerMsg
+		for _, r := range results {
+			if r.Err != nil {
+				fmt.Fprintf(cfg.stderr, "sealbuf bench: %s, %s: no row: %v\n", r.Mode, sizeName(size), r.Err)
 				continue
 			}
-			row := benchRow{Mode: name, Size: size, NsPerMsg: r.NsPerMsg, msgs: r.Msgs, note: r.Note}
-			if name == "socket" {
-				socketNs = r.NsPerMsg
-			}
-			row.VsSocket = socketNs / r.NsPerMsg
+			row := benchRow{Mode: r.Mode, Size: size, NsPerMsg: r.NsPerMsg, VsSocket: socketNs / r.NsPerMsg, msgs: r.Msgs, note: r.Note}
 			rows = append(rows, row)
 			if err := t.row(row); err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,45 +18,105 @@ import (
 // sendmsg with SCM_RIGHTS, close; the consumer recvmsg, fstat, F_GET_SEALS,
 // mmap, read, munmap, close. It is the floor the library is measured
 // against.
+//
+// floor-netpoll is the same with the socket made non-blocking and waited
+// on through Go's netpoller (syscall.RawConn Read/Write), as sealbuf.Conn
+// and every net.Conn do: the difference between the two is the cost of the
+// netpoller, not of the library. It is a diagnostic mode (bench module).
 
 func init() {
 	Register(Mode{
 		Name:     "sealed-floor",
 		Socket:   unix.SOCK_SEQPACKET,
-		Producer: newFloorProducer,
-		Consume:  consumeFloor,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, false) },
+		Consume:  func(sock *os.File, size int) error { return consumeFloor(sock, size, false) },
+	})
+	Register(Mode{
+		Name:     "floor-netpoll",
+		Socket:   unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, true) },
+		Consume:  func(sock *os.File, size int) error { return consumeFloor(sock, size, true) },
 	})
 }
 
 const floorSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
 
-// rawFd borrows sock's descriptor for the lifetime of the bench: the
-// *os.File stays referenced by the caller, which closes it at the end.
-func rawFd(sock *os.File) (int, error) {
+// floorSock makes socket calls: raw on the blocking descriptor, or through
+// the netpoller. It keeps the owner of the descriptor referenced, so no
+// cleanup closes it while in use.
+type floorSock struct {
+	owner any // *os.File or net.Conn
+	fd    int // blocking: the descriptor, borrowed from owner
+	rc    syscall.RawConn
+}
+
+func newFloorSock(sock *os.File, netpoll bool) (*floorSock, error) {
+	if netpoll {
+		c, err := unixConn(sock) // non-blocking, registered with the poller
+		if err != nil {
+			return nil, err
+		}
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		return &floorSock{owner: c, fd: -1, rc: rc}, nil
+	}
 	rc, err := sock.SyscallConn()
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
-	fd := -1
-	err = rc.Control(func(f uintptr) { fd = int(f) })
-	return fd, err
+	s := &floorSock{owner: sock}
+	err = rc.Control(func(fd uintptr) { s.fd = int(fd) })
+	return s, err
+}
+
+// read runs fn (a receive) until it does not fail with EAGAIN.
+func (s *floorSock) read(fn func(fd int) error) error {
+	if s.rc == nil {
+		return fn(s.fd)
+	}
+	var ferr error
+	if err := s.rc.Read(func(fd uintptr) bool { ferr = fn(int(fd)); return ferr != unix.EAGAIN }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// write runs fn (a send) until it does not fail with EAGAIN.
+func (s *floorSock) write(fn func(fd int) error) error {
+	if s.rc == nil {
+		return fn(s.fd)
+	}
+	var ferr error
+	if err := s.rc.Write(func(fd uintptr) bool { ferr = fn(int(fd)); return ferr != unix.EAGAIN }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func (s *floorSock) close() error {
+	if c, ok := s.owner.(interface{ Close() error }); ok && s.rc != nil {
+		return c.Close()
+	}
+	return nil
 }
 
 type floorProducer struct {
-	sock  *os.File
-	fd    int
+	sock  *floorSock
 	buf   []byte
 	oob   []byte
 	flags int
 	hdr   [8]byte
+	ack   [1]byte
 }
 
-func newFloorProducer(sock *os.File, size int) (Producer, error) {
-	fd, err := rawFd(sock)
+func newFloorProducer(sock *os.File, size int, netpoll bool) (Producer, error) {
+	fs, err := newFloorSock(sock, netpoll)
 	if err != nil {
 		return nil, err
 	}
-	p := &floorProducer{sock: sock, fd: fd, buf: make([]byte, size), oob: make([]byte, unix.CmsgSpace(4))}
+	p := &floorProducer{sock: fs, buf: make([]byte, size), oob: make([]byte, unix.CmsgSpace(4))}
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&p.oob[0]))
 	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_RIGHTS
 	h.SetLen(unix.CmsgLen(4))
@@ -89,11 +150,18 @@ func (p *floorProducer) Send(k uint64) error {
 	}
 	binary.NativeEndian.PutUint32(p.oob[unix.CmsgLen(0):], uint32(mfd))
 	binary.LittleEndian.PutUint64(p.hdr[:], k)
-	if _, err := unix.SendmsgN(p.fd, p.hdr[:], p.oob, nil, unix.MSG_NOSIGNAL); err != nil {
+	err = p.sock.write(func(fd int) error {
+		_, err := unix.SendmsgN(fd, p.hdr[:], p.oob, nil, unix.MSG_NOSIGNAL)
+		return err
+	})
+	if err != nil {
 		return os.NewSyscallError("sendmsg", err)
 	}
-	var ack [1]byte
-	n, err := unix.Read(p.fd, ack[:])
+	var n int
+	err = p.sock.read(func(fd int) (err error) {
+		n, err = unix.Read(fd, p.ack[:])
+		return err
+	})
 	if err != nil {
 		return os.NewSyscallError("read ack", err)
 	}
@@ -103,18 +171,30 @@ func (p *floorProducer) Send(k uint64) error {
 	return nil
 }
 
-func (p *floorProducer) Close() error { return nil }
+func (p *floorProducer) Close() error { return p.sock.close() }
 
-func consumeFloor(sock *os.File, size int) error {
-	fd, err := rawFd(sock)
+func (p *floorProducer) Note() string {
+	if p.sock.rc != nil {
+		return "raw x/sys/unix calls, socket waited on by the netpoller"
+	}
+	return "raw x/sys/unix calls, blocking socket"
+}
+
+func consumeFloor(sock *os.File, size int, netpoll bool) error {
+	fs, err := newFloorSock(sock, netpoll)
 	if err != nil {
 		return err
 	}
+	defer fs.close()
 	var hdr [16]byte
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	ack := []byte{'a'}
 	for k := uint64(0); ; k++ {
-		n, oobn, flags, _, err := unix.Recvmsg(fd, hdr[:], oob, unix.MSG_CMSG_CLOEXEC)
+		var n, oobn, flags int
+		err := fs.read(func(fd int) (err error) {
+			n, oobn, flags, _, err = unix.Recvmsg(fd, hdr[:], oob, unix.MSG_CMSG_CLOEXEC)
+			return err
+		})
 		if err != nil {
 			return os.NewSyscallError("recvmsg", err)
 		}
@@ -133,7 +213,11 @@ func consumeFloor(sock *os.File, size int) error {
 		if n != 8 || binary.LittleEndian.Uint64(hdr[:]) != k {
 			return fmt.Errorf("message %d: %d-byte header %x", k, n, hdr[:n])
 		}
-		if _, err := unix.Write(fd, ack); err != nil {
+		err = fs.write(func(fd int) error {
+			_, err := unix.Write(fd, ack)
+			return err
+		})
+		if err != nil {
 			return os.NewSyscallError("write ack", err)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -114,8 +115,8 @@ func Names() []string {
 
 // Options configure a Session.
 type Options struct {
-	// CPU pins the producer (every thread of this process, for the
-	// session's lifetime) and the consumer to this CPU; < 0: no pinning.
+	// CPU pins the consumer to this CPU (< 0: no pinning). Pin the
+	// producer, this process, with PinProcess; Measure does.
 	CPU int
 }
 
@@ -128,13 +129,12 @@ type Session struct {
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	next   uint64
-	unpin  func()
 	done   bool
 }
 
 // Start starts a consumer child for mode and size and connects a producer
 // to it. The child has signalled it is ready when Start returns. Close the
-// Session.
+// Session. On error there is nothing to close.
 func Start(mode Mode, size int, opt Options) (s *Session, err error) {
 	if mode.Supports != nil {
 		if err := mode.Supports(size); err != nil {
@@ -152,19 +152,13 @@ func Start(mode Mode, size int, opt Options) (s *Session, err error) {
 	mine := os.NewFile(uintptr(fds[0]), "handoff producer socket")
 	theirs := os.NewFile(uintptr(fds[1]), "handoff consumer socket")
 	defer theirs.Close() // the child has its own copy once started
-	s = &Session{mode: mode, size: size, sock: mine, stderr: new(bytes.Buffer), unpin: func() {}}
+	s = &Session{mode: mode, size: size, sock: mine, stderr: new(bytes.Buffer)}
 	defer func() {
 		if err != nil {
 			s.Close()
+			s = nil
 		}
 	}()
-	if opt.CPU >= 0 {
-		unpin, err := PinProcess(opt.CPU)
-		if err != nil {
-			return s, err
-		}
-		s.unpin = unpin
-	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(),
 		RoleEnv+"="+Role,
@@ -263,8 +257,8 @@ func (s *Session) wait() error {
 	return s.cmd.Wait()
 }
 
-// Close hangs up, waits for the consumer and unpins this process. It
-// reports a consumer that failed.
+// Close hangs up and waits for the consumer. It reports a consumer that
+// failed.
 func (s *Session) Close() error {
 	var err error
 	if s.prod != nil {
@@ -276,7 +270,6 @@ func (s *Session) Close() error {
 			err = fmt.Errorf("handoff: %s consumer: %v: %s", s.mode.Name, werr, bytes.TrimSpace(s.stderr.Bytes()))
 		}
 	}
-	s.unpin()
 	return err
 }
 
@@ -284,33 +277,97 @@ func (s *Session) Close() error {
 type Result struct {
 	Mode     string
 	Size     int
-	Msgs     int
-	Elapsed  time.Duration
-	NsPerMsg float64
-	Note     string
+	Msgs     int     // messages timed, all rounds
+	NsPerMsg float64 // the median of the rounds' time per message
+	Note     string  // the producer's note (Noter)
+	Err      error   // the mode could not be measured: the other fields are zero
 }
 
-// Measure runs mode at size for warm (not counted), then for per, and
-// returns the time per message.
-func Measure(ctx context.Context, mode Mode, size int, warm, per time.Duration, opt Options) (r Result, err error) {
-	s, err := Start(mode, size, opt)
-	if err != nil {
-		return r, err
+// Measure measures modes at one size, interleaved so that a noisy machine
+// (another process taking the CPU for a while) hurts every mode alike: it
+// starts a session per mode, warms each for warm, then runs rounds rounds,
+// each giving every session per/rounds in turn. A mode's time per message
+// is the median over the rounds. With opt.CPU ≥ 0 this process is pinned
+// to that CPU meanwhile (see PinProcess). A mode that fails gets a Result
+// with Err; ctx's error ends the measurement.
+func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duration, rounds int, opt Options) ([]Result, error) {
+	rounds = max(rounds, 1)
+	if opt.CPU >= 0 {
+		unpin, err := PinProcess(opt.CPU)
+		if err != nil {
+			return nil, err
+		}
+		defer unpin()
 	}
+	results := make([]Result, len(modes))
+	sessions := make([]*Session, len(modes))
 	defer func() {
-		if cerr := s.Close(); err == nil {
-			err = cerr
+		for _, s := range sessions {
+			if s != nil {
+				s.Close()
+			}
 		}
 	}()
-	if _, _, err := s.RunFor(ctx, warm); err != nil {
-		return r, err
+	for i, m := range modes {
+		results[i] = Result{Mode: m.Name, Size: size}
+		s, err := Start(m, size, opt)
+		if err == nil {
+			_, _, err = s.RunFor(ctx, warm)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			if s != nil {
+				err = errors.Join(err, s.Close())
+			}
+			results[i].Err = err
+			continue
+		}
+		sessions[i] = s
+		results[i].Note = s.Note()
 	}
-	runtime.GC()
-	n, el, err := s.RunFor(ctx, per)
-	if err != nil {
-		return r, err
+	perRound := make([][]float64, len(modes))
+	for range rounds {
+		runtime.GC()
+		for i, s := range sessions {
+			if s == nil {
+				continue
+			}
+			n, el, err := s.RunFor(ctx, per/time.Duration(rounds))
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				results[i] = Result{Mode: s.mode.Name, Size: size, Err: errors.Join(err, s.Close())}
+				sessions[i] = nil
+				continue
+			}
+			results[i].Msgs += n
+			perRound[i] = append(perRound[i], float64(el.Nanoseconds())/float64(n))
+		}
 	}
-	return Result{Mode: mode.Name, Size: size, Msgs: n, Elapsed: el, NsPerMsg: float64(el.Nanoseconds()) / float64(n), Note: s.Note()}, nil
+	for i, s := range sessions {
+		if s == nil {
+			continue
+		}
+		sessions[i] = nil
+		if err := s.Close(); err != nil {
+			results[i] = Result{Mode: s.mode.Name, Size: size, Err: err}
+			continue
+		}
+		results[i].NsPerMsg = median(perRound[i])
+	}
+	return results, nil
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // Child is the consumer process's entry point: it returns the exit status.

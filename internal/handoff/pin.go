@@ -5,6 +5,7 @@ package handoff
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -26,8 +27,11 @@ func PickCPU() int {
 }
 
 // PinProcess pins every thread of this process to cpu (threads created
-// later inherit it from their creator) and returns a function that restores
-// each thread's previous mask. sched_setaffinity(2) applies to one thread,
+// later inherit it from their creator) and sets GOMAXPROCS to 1, as the
+// runtime would have had the process started pinned (taskset): with more
+// Ps than CPUs, idle Ps spin (sched_yield, nanosleep) on the one CPU the
+// peer process needs. It returns a function that restores each thread's
+// previous mask and GOMAXPROCS. sched_setaffinity(2) applies to one thread,
 // and a Go program runs on several, so each is pinned by its id.
 func PinProcess(cpu int) (restore func(), err error) {
 	var old unix.CPUSet
@@ -46,7 +50,11 @@ func PinProcess(cpu int) (restore func(), err error) {
 			return nil, fmt.Errorf("handoff: pin to CPU %d: %w", cpu, err)
 		}
 	}
-	return func() { setAll(&old) }, nil
+	procs := runtime.GOMAXPROCS(1)
+	return func() {
+		setAll(&old)
+		runtime.GOMAXPROCS(procs)
+	}, nil
 }
 
 func setAll(set *unix.CPUSet) error {

@@ -91,6 +91,13 @@ func (p *copyProducer) Send(k uint64) error {
 
 func (p *copyProducer) Close() error { return p.c.Close() }
 
+func (p *copyProducer) Note() string {
+	if p.packet {
+		return "net.UnixConn, one packet a message"
+	}
+	return "net.UnixConn write, read"
+}
+
 func readAck(r io.Reader) error {
 	var ack [1]byte
 	n, err := r.Read(ack[:])
