@@ -14,7 +14,8 @@ import (
 )
 
 // sealed-floor does what the sealed mode does in raw x/sys/unix calls on
-// blocking descriptors, and nothing else: memfd_create, pwrite, F_ADD_SEALS,
+// blocking descriptors (the socket's borrowed through Control), and nothing
+// else: memfd_create, pwrite, F_ADD_SEALS,
 // sendmsg with SCM_RIGHTS, close; the consumer recvmsg, fstat, F_GET_SEALS,
 // mmap, read, munmap, close. It is the floor the library is measured
 // against.
@@ -41,13 +42,12 @@ func init() {
 
 const floorSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
 
-// floorSock makes socket calls: raw on the blocking descriptor, or through
-// the netpoller. It keeps the owner of the descriptor referenced, so no
-// cleanup closes it while in use.
+// floorSock makes socket calls: raw on the blocking descriptor, borrowed
+// for each call (Control), or through the netpoller.
 type floorSock struct {
-	owner any // *os.File or net.Conn
-	fd    int // blocking: the descriptor, borrowed from owner
+	owner interface{ Close() error } // the netpoller's net.Conn; nil when blocking
 	rc    syscall.RawConn
+	poll  bool
 }
 
 func newFloorSock(sock *os.File, netpoll bool) (*floorSock, error) {
@@ -60,44 +60,42 @@ func newFloorSock(sock *os.File, netpoll bool) (*floorSock, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &floorSock{owner: c, fd: -1, rc: rc}, nil
+		return &floorSock{owner: c, rc: rc, poll: true}, nil
 	}
 	rc, err := sock.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	s := &floorSock{owner: sock}
-	err = rc.Control(func(fd uintptr) { s.fd = int(fd) })
-	return s, err
+	return &floorSock{rc: rc}, nil
 }
 
-// read runs fn (a receive) until it does not fail with EAGAIN.
+// read runs fn (a receive): blocking, or until it does not fail with EAGAIN.
 func (s *floorSock) read(fn func(fd int) error) error {
-	if s.rc == nil {
-		return fn(s.fd)
-	}
-	var ferr error
-	if err := s.rc.Read(func(fd uintptr) bool { ferr = fn(int(fd)); return ferr != unix.EAGAIN }); err != nil {
-		return err
-	}
-	return ferr
+	return s.do(fn, s.rc.Read)
 }
 
-// write runs fn (a send) until it does not fail with EAGAIN.
+// write runs fn (a send): blocking, or until it does not fail with EAGAIN.
 func (s *floorSock) write(fn func(fd int) error) error {
-	if s.rc == nil {
-		return fn(s.fd)
-	}
+	return s.do(fn, s.rc.Write)
+}
+
+func (s *floorSock) do(fn func(fd int) error, wait func(func(fd uintptr) bool) error) error {
 	var ferr error
-	if err := s.rc.Write(func(fd uintptr) bool { ferr = fn(int(fd)); return ferr != unix.EAGAIN }); err != nil {
+	var err error
+	if s.poll {
+		err = wait(func(fd uintptr) bool { ferr = fn(int(fd)); return ferr != unix.EAGAIN })
+	} else {
+		err = s.rc.Control(func(fd uintptr) { ferr = fn(int(fd)) })
+	}
+	if err != nil {
 		return err
 	}
 	return ferr
 }
 
 func (s *floorSock) close() error {
-	if c, ok := s.owner.(interface{ Close() error }); ok && s.rc != nil {
-		return c.Close()
+	if s.owner != nil {
+		return s.owner.Close()
 	}
 	return nil
 }
@@ -174,7 +172,7 @@ func (p *floorProducer) Send(k uint64) error {
 func (p *floorProducer) Close() error { return p.sock.close() }
 
 func (p *floorProducer) Note() string {
-	if p.sock.rc != nil {
+	if p.sock.poll {
 		return "raw x/sys/unix calls, socket waited on by the netpoller"
 	}
 	return "raw x/sys/unix calls, blocking socket"

@@ -129,7 +129,8 @@ type Session struct {
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	next   uint64
-	done   bool
+	done   bool // the child was waited for
+	closed bool
 }
 
 // Start starts a consumer child for mode and size and connects a producer
@@ -258,8 +259,12 @@ func (s *Session) wait() error {
 }
 
 // Close hangs up and waits for the consumer. It reports a consumer that
-// failed.
+// failed. Closing again does nothing.
 func (s *Session) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	var err error
 	if s.prod != nil {
 		err = s.prod.Close()
@@ -394,6 +399,7 @@ func child() error {
 			return err
 		}
 	}
+	//iosafety:allow newfile fd 3 is the socket Start passed in ExtraFiles, adopted once at startup
 	sock := os.NewFile(3, "handoff consumer socket")
 	if sock == nil {
 		return errors.New("handoff consumer: no socket on descriptor 3")

@@ -166,7 +166,7 @@ func (p *prefaultProducer) Send(k uint64) error {
 }
 
 func (p *prefaultProducer) Close() error {
-	close(p.stop)
+	close(p.stop) // Session.Close calls this once
 	for m := range p.pool {
 		m.release()
 	}

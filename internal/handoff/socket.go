@@ -119,8 +119,8 @@ func consumeCopy(sock *os.File, size int, packet bool) error {
 	buf := make([]byte, size+1) // one spare byte: a longer packet shows
 	ack := []byte{'a'}
 	for k := uint64(0); ; k++ {
-		var n int
 		if packet {
+			var n int
 			n, err = c.Read(buf)
 			if n == 0 && (err == nil || err == io.EOF) {
 				return nil
@@ -129,7 +129,7 @@ func consumeCopy(sock *os.File, size int, packet bool) error {
 				err = fmt.Errorf("message %d: %d-byte packet, want %d", k, n, size)
 			}
 		} else {
-			n, err = io.ReadFull(c, buf[:size])
+			_, err = io.ReadFull(c, buf[:size])
 			if err == io.EOF {
 				return nil
 			}
