@@ -3,7 +3,6 @@
 package sealbuf
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -121,7 +120,7 @@ func (m *Mapping) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	n := min(len(p), len(m.mem)-int(off))
-	err := m.access("read", int(off), int(off)+n, func(mem []byte) error {
+	err := m.access("read", int(off), int(off)+n, false, func(mem []byte) error {
 		copy(p[:n], mem[off:])
 		return nil
 	})
@@ -150,7 +149,7 @@ func (m *Mapping) WriteAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	err := m.access("write", int(off), int(off)+len(p), func(mem []byte) error {
+	err := m.access("write", int(off), int(off)+len(p), true, func(mem []byte) error {
 		copy(mem[off:], p)
 		return nil
 	})
@@ -177,11 +176,14 @@ func (m *Mapping) Access(fn func([]byte) error) error {
 		}
 		return nil
 	}
-	return m.access("access", 0, len(m.mem), fn)
+	return m.access("access", 0, len(m.mem), false, fn)
 }
 
-// access runs fn on the mapping for an access to mem[off:end].
-func (m *Mapping) access(op string, off, end int, fn func(mem []byte) error) error {
+// access runs fn on the mapping for an access to mem[off:end]. A write
+// checks the file's size first, so that a file already truncated gets no
+// bytes at all (a truncation racing with the write can still leave part of
+// it written; the error then says the result is undefined).
+func (m *Mapping) access(op string, off, end int, write bool, fn func(mem []byte) error) error {
 	if m.closed.Load() {
 		return m.closedError(op)
 	}
@@ -193,10 +195,19 @@ func (m *Mapping) access(op string, off, end int, fn func(mem []byte) error) err
 	if m.fixed {
 		return fn(m.mem)
 	}
+	// Load the fault count before poisonAt: poison stores poisonAt before
+	// it counts the fault (a seqlock), so an access either sees the mapping
+	// poisoned and takes the slow path, or sees the count change at the end.
 	epoch := m.faults.Load()
 	if int64(end) > m.poisonAt.Load() {
 		if err := m.heal(op, off, end); err != nil {
 			return err
+		}
+	} else if write {
+		if size, err := m.file.Size(); err != nil {
+			return fmt.Errorf("sealbuf: %s mapping: %w", op, err)
+		} else if size < int64(end) {
+			return m.truncatedError(op, off, end, size, nil)
 		}
 	}
 	var fnErr error
@@ -216,41 +227,41 @@ func (m *Mapping) access(op string, off, end int, fn func(mem []byte) error) err
 	return fnErr
 }
 
-// fault handles a fault inside the mapping: it counts it (failing every
-// access running now), patches the mapping past the file's end with zero
-// pages, and returns the error.
+// fault handles a fault inside the mapping: it patches the mapping past the
+// file's end with zero pages and counts the fault (failing every access
+// running now), and returns the error. A fault in a read-only mapping is
+// reported the same way: it cannot be told from a truncation undone at once.
 func (m *Mapping) fault(op string, off, end int, err error) error {
-	m.faults.Add(1)
 	size, serr := m.file.Size()
 	if serr != nil {
-		return m.truncatedError(op, off, end, -1, err)
-	}
-	var fe *sigbus.FaultError
-	if errors.As(err, &fe) && fe.Offset < size && !m.writable {
-		// The page is there: not a truncation but a write to a read-only
-		// mapping (or a truncation undone already). Report the fault as is.
-		return fmt.Errorf("sealbuf: %s mapping %q: fault at offset %d below the file's end (%d): was the read-only mapping written to? %w", op, m.file.Name(), fe.Offset, size, err)
+		size = 0 // unknown: poison it all, heal will look again
 	}
 	m.poison(size)
+	if serr != nil {
+		size = -1
+	}
 	return m.truncatedError(op, off, end, size, err)
 }
 
 // poison replaces mem[pageUp(size):] with private anonymous zero pages, so
-// that stray reads of the truncated part no longer fault. The swap is atomic
-// with respect to page faults, and Close cannot unmap meanwhile (the caller
-// holds the lifetime lock). Failure (hugetlb ranges cannot be split at
-// normal pages) leaves the mapping as it is: the next access faults again
-// and is caught the same way.
+// that stray reads of the truncated part no longer fault, and counts the
+// fault. Under the patch lock, in this order: poisonAt is stored, the fault
+// counted, then the pages swapped (atomically with respect to page faults;
+// Close cannot unmap meanwhile, as the caller holds the lifetime lock). If
+// the swap fails (hugetlb ranges cannot be split at normal pages), the
+// mapping stays as it was: poisonAt still sends accesses through heal,
+// which looks at the file's size before touching it.
 func (m *Mapping) poison(size int64) {
 	m.patch.Lock()
 	defer m.patch.Unlock()
-	start := int64(pageUp(int(min(size, int64(len(m.mem))))))
+	start := int64(pageUp(int(min(max(size, 0), int64(len(m.mem))))))
 	if start >= m.poisonAt.Load() {
+		m.faults.Add(1)
 		return
 	}
-	if err := m.remap(start, -1, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err == nil {
-		m.poisonAt.Store(start)
-	}
+	m.poisonAt.Store(start)
+	m.faults.Add(1)
+	m.remap(start, -1, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 }
 
 // heal runs before an access to mem[off:end] that touches the poisoned part:

@@ -139,6 +139,12 @@ func (s *Sealed) File() *memfd.File { return s.file }
 // io.EOF. It cannot fault, and is safe to call concurrently with Close
 // (which then waits for it).
 func (s *Sealed) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return 0, s.closedError("read")
+	}
 	if off < 0 {
 		return 0, fmt.Errorf("sealbuf: read sealed buffer at %d: negative offset", off)
 	}
