@@ -37,11 +37,13 @@ type Conn struct {
 
 	sendMu  sync.Mutex
 	sendOOB []byte
+	//iosafety:allow fd-field scratch for one Send: numbers borrowed inside Control callbacks, dropped before they return
 	sendFds []int
 	prefix  []byte
 
 	recvMu  sync.Mutex
 	recvOOB []byte
+	//iosafety:allow fd-field scratch for one Receive: numbers wrapped in *os.File or closed before it returns
 	recvFds []int
 }
 

@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 //	            CUT bytes, then pwrite BYTE over [CUT, SIZE) (which grows it
 //	            back page by page, each page holding BYTE before it exists)
 func peerMain(mode, arg string) int {
+	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
 	f := os.NewFile(3, "peer-memfd")
 	err := func() error {
 		parts := strings.SplitN(arg, ":", 4)

@@ -35,6 +35,7 @@ func runChild(mode string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
 		f := os.NewFile(3, "memfd")
 		if err := f.Truncate(size); err != nil {
 			fmt.Fprintln(os.Stderr, err)
