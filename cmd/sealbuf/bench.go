@@ -37,15 +37,16 @@ var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "seal
 
 const defaultSizes = "4K,64K,1M,16M,64M"
 
-// benchRounds is how many slices each measurement is cut into: the modes
-// of one size take turns, so a burst of noise from other processes hits
-// them alike, and the median slice is reported.
-const benchRounds = 5
+// defaultRounds is how many slices each measurement is cut into: the
+// modes of one size take turns, so a burst of noise from other processes
+// hits them alike, and the median slice is reported.
+const defaultRounds = 5
 
 type benchConfig struct {
 	modes  []string
 	sizes  []int64
 	per    time.Duration
+	rounds int
 	pin    string
 	json   bool
 	svg    string
@@ -56,7 +57,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sizes := fs.String("sizes", defaultSizes, "message sizes, comma-separated (suffixes K, M, G: powers of 1024)")
-	per := fs.Duration("time", time.Second, "target time per measurement, in 5 interleaved rounds (plus a tenth of it to warm up)")
+	per := fs.Duration("time", time.Second, "target time per measurement, split into -rounds interleaved rounds (plus a tenth of it to warm up)")
+	rounds := fs.Int("rounds", defaultRounds, "rounds per measurement: the modes of one size take turns, and each reports its median round")
 	pin := fs.String("pin", "same", "CPU pinning: same (producer and consumer on one CPU) or none")
 	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket"}`)
 	svg := fs.String("svg", "", "also write a chart (SVG) to this file")
@@ -74,7 +76,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := benchConfig{per: *per, pin: *pin, json: *asJSON, svg: *svg, stderr: stderr}
+	cfg := benchConfig{per: *per, rounds: *rounds, pin: *pin, json: *asJSON, svg: *svg, stderr: stderr}
 	var err error
 	if cfg.sizes, err = parseSizes(*sizes); err != nil {
 		return err
@@ -84,6 +86,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.per <= 0 {
 		return fmt.Errorf("-time %v: want a positive duration", cfg.per)
+	}
+	if cfg.rounds < 1 {
+		return fmt.Errorf("-rounds %d: want at least 1", cfg.rounds)
 	}
 	for _, m := range strings.Split(*modes, ",") {
 		m = strings.TrimSpace(m)
@@ -105,7 +110,7 @@ func known(mode string) bool {
 
 // handoffTable measures each mode at each size (producer and consumer in two processes) and prints an aligned table to w.
 func handoffTable(w io.Writer, modes []string, sizes []int64, per time.Duration) error {
-	return bench(w, benchConfig{modes: modes, sizes: sizes, per: per, pin: "same", stderr: os.Stderr})
+	return bench(w, benchConfig{modes: modes, sizes: sizes, per: per, rounds: defaultRounds, pin: "same", stderr: os.Stderr})
 }
 
 // benchRow is one measurement, as -json prints it.
@@ -160,7 +165,7 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 			mode, _ := handoff.Lookup(name)
 			run = append(run, mode)
 		}
-		results, err := handoff.Measure(ctx, run, int(size), cfg.per/10, cfg.per, benchRounds, opt)
+		results, err := handoff.Measure(ctx, run, int(size), cfg.per/10, cfg.per, cfg.rounds, opt)
 		if err != nil {
 			return err
 		}

@@ -15,13 +15,13 @@ import (
 // faster), with a line at 1x. Hand-written SVG, no dependencies.
 func writeBenchSVG(path string, modes []string, sizes []int64, rows []benchRow, cfg benchConfig) error {
 	const (
-		left, right, top, bottom = 70.0, 20.0, 50.0, 90.0
+		left, right, top, bottom = 70.0, 20.0, 60.0, 90.0
 		plotH                    = 320.0
 		barW, gap                = 14.0, 26.0
 	)
 	groupW := float64(len(modes))*barW + gap
 	plotW := float64(len(sizes)) * groupW
-	width, height := left+plotW+right, top+plotH+bottom
+	width, height := max(left+plotW+right, 780), top+plotH+bottom
 
 	at := map[string]map[int64]benchRow{}
 	ymax := 1.0
@@ -38,8 +38,8 @@ func writeBenchSVG(path string, modes []string, sizes []int64, rows []benchRow, 
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="22" font-size="15" font-weight="bold">sealbuf handoff: speed relative to an AF_UNIX socket copy (higher is faster)</text>`+"\n", left)
-	fmt.Fprintf(&b, `<text x="%.0f" y="40" fill="#555">one message in flight, every byte written and checked; pin=%s, %v per measurement</text>`+"\n", left, html.EscapeString(cfg.pin), cfg.per)
+	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">sealbuf handoff between two processes: speed relative to an AF_UNIX socket copy</text>`+"\n")
+	fmt.Fprintf(&b, `<text x="10" y="40" fill="#555">higher is faster; one message in flight, every byte written and checked; pin=%s, %v per measurement</text>`+"\n", html.EscapeString(cfg.pin), cfg.per)
 
 	// Grid and y axis.
 	step := ymax / 5
