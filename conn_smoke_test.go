@@ -58,7 +58,7 @@ func TestSmokeConn(t *testing.T) {
 			require.Zero(t, n)
 			require.Len(t, bufs, 1)
 			bufs[0].Close()
-			n, bufs, err = b.Receive(h[:4])
+			_, bufs, err = b.Receive(h[:4])
 			require.ErrorIs(t, err, io.ErrShortBuffer, "%v", err)
 			require.Nil(t, bufs)
 		}
