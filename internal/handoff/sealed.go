@@ -96,9 +96,12 @@ func fastestBuild(buf []byte) (int, error) {
 			}
 		}
 	}
+	// FromBytes (path 0) is the library's documented cheapest path and wins
+	// BenchmarkBuild at every size; on a noisy machine a few trials can
+	// say otherwise by chance, so another path must win clearly.
 	fastest := 0
 	for i, t := range best {
-		if t < best[fastest] {
+		if t < best[fastest]*4/5 {
 			fastest = i
 		}
 	}
