@@ -338,8 +338,36 @@ func Pattern(off int64, n int) []byte {
 	return b
 }
 
-func fillPattern(b []byte, off int64) {
+// IsPattern reports whether b holds Pattern's bytes at off, without
+// allocating.
+func IsPattern(b []byte, off int64) bool {
+	for len(b) > 0 {
+		i := int(off % patternPeriod)
+		k := min(len(b), len(patternBlock)-i)
+		if string(b[:k]) != string(patternBlock[i:i+k]) {
+			return false
+		}
+		b, off = b[k:], off+int64(k)
+	}
+	return true
+}
+
+const patternPeriod = 251
+
+// patternBlock is the pattern from offset 0, long enough that any offset's
+// bytes can be copied from it in 64 KiB runs.
+var patternBlock = func() []byte {
+	b := make([]byte, patternPeriod*(1+(64<<10)/patternPeriod))
 	for i := range b {
-		b[i] = byte(1 + (off+int64(i))%251)
+		b[i] = byte(1 + i%patternPeriod)
+	}
+	return b
+}()
+
+func fillPattern(b []byte, off int64) {
+	for len(b) > 0 {
+		i := int(off % patternPeriod)
+		k := copy(b, patternBlock[i:])
+		b, off = b[k:], off+int64(k)
 	}
 }

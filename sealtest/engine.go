@@ -300,16 +300,18 @@ func (h *held) flap(cut, size int64) error {
 	h.cycles, h.flapErr = 0, nil
 	go func() {
 		defer close(h.done)
-		buf := make([]byte, min(size-cut, 1<<16))
+		buf := make([]byte, 1<<16)
 		for {
 			select {
 			case <-h.stop:
 				return
 			default:
 			}
+			// Chunks end on 64 KiB boundaries: every end of file the
+			// regrowth passes through, but cut, is page-aligned.
 			err := h.f.Truncate(cut)
 			for off := cut; err == nil && off < size; {
-				k := min(int64(len(buf)), size-off)
+				k := min(int64(len(buf))-off%int64(len(buf)), size-off)
 				fillPattern(buf[:k], off)
 				_, err = h.f.WriteAt(buf[:k], off)
 				off += k

@@ -412,3 +412,22 @@ func TestPeerErrors(t *testing.T) {
 	require.NoError(t, p.Close(), "a second Close")
 	require.False(t, debug.SetPanicOnFault(false), "no fault guard left on")
 }
+
+func TestPattern(t *testing.T) {
+	for _, off := range []int64{0, 1, 250, 251, 252, 1 << 20, 1<<40 + 7} {
+		for _, n := range []int{0, 1, 250, 251, 70000} {
+			p := sealtest.Pattern(off, n)
+			for i, b := range p {
+				if b != byte(1+(off+int64(i))%251) {
+					t.Fatalf("Pattern(%d, %d)[%d] = %d", off, n, i, b)
+				}
+			}
+			require.True(t, sealtest.IsPattern(p, off))
+			if n > 0 {
+				require.False(t, sealtest.IsPattern(p, off+1))
+				p[n-1] = 0
+				require.False(t, sealtest.IsPattern(p, off))
+			}
+		}
+	}
+}

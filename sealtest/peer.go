@@ -403,9 +403,13 @@ func (s *Shared) Size() (int64, error) {
 }
 
 // Flap starts truncating the memfd to cut bytes and growing it back to size
-// bytes (writing Pattern's bytes back with pwrite, page by page), over and
-// over, in the peer, until StopFlap. The bytes below the memfd's end at any
-// moment are Pattern's, so a read that succeeds must return them.
+// bytes (writing Pattern's bytes back with pwrite), over and over, in the
+// peer, until StopFlap. The memfd's bytes below its end are Pattern's at any
+// moment, with one exception: ftruncate zeroes the rest of the page holding
+// cut, and pwrite writes it back a little later. So a read that succeeds
+// returns Pattern's bytes, except that bytes in [cut, the end of cut's page)
+// may read as zero (the read saw them past the end, and the file had grown
+// back by the time it ended). With a page-aligned cut there is no exception.
 func (s *Shared) Flap(cut, size int64) error {
 	_, err := s.p.call("flap", enc{opFlap}.u32(s.id).u64(uint64(cut)).u64(uint64(size)), nil)
 	return err
