@@ -31,6 +31,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if role, ok := os.LookupEnv(childRoleEnv); ok { // conn_child_test.go
+		os.Exit(childMain(role, os.Getenv(childArgEnv)))
+	}
 	if mode := os.Getenv(peerModeEnv); mode != "" {
 		os.Exit(peerMain(mode, os.Getenv(peerArgEnv)))
 	}
