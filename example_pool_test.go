@@ -1,0 +1,92 @@
+//go:build linux
+
+package sealbuf_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+)
+
+// A producer that keeps writing: the pool's memfd is handed over once,
+// then every message is a copy into a slot and a 16-byte notification.
+// Producer and consumer would normally be two processes; here they are two
+// goroutines on the two ends of a socketpair.
+func ExampleNewPool() {
+	producerEnd, consumerEnd := examplePoolSocketpair()
+
+	done := make(chan struct{})
+	go func() { // the consumer
+		defer close(done)
+		r, err := sealbuf.AcceptPool(sealbuf.NewConn(consumerEnd), sealbuf.WithPoolMaxSize(64<<20))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer r.Close()
+		header := make([]byte, r.MaxHeader())
+		for {
+			v, n, err := r.Receive(context.Background(), header)
+			if errors.Is(err, io.EOF) {
+				return // the producer closed the pool
+			}
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			// v.Bytes() is the producer's slot, mapped read-only: no copy.
+			fmt.Printf("%s: %q\n", header[:n], v.Bytes())
+			v.Release() // the producer may reuse the slot
+		}
+	}()
+
+	pool, err := sealbuf.NewPool(sealbuf.NewConn(producerEnd), 4, 1<<20)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i, frame := range []string{"first", "second", "third"} {
+		slot, err := pool.Acquire(context.Background()) // waits while all 4 slots are in use
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		n := copy(slot.Bytes(), frame)
+		if err := slot.Send(n, fmt.Appendf(nil, "frame %d", i)); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	pool.Close() // the consumer reads what was sent, then io.EOF
+	<-done
+	// Output:
+	// frame 0: "first"
+	// frame 1: "second"
+	// frame 2: "third"
+}
+
+// examplePoolSocketpair returns the two ends of a connected unixpacket
+// socketpair.
+func examplePoolSocketpair() (*net.UnixConn, *net.UnixConn) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		panic(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			panic(err)
+		}
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1])
+}

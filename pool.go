@@ -1,0 +1,550 @@
+//go:build linux
+
+package sealbuf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/memfd"
+	"golang.org/x/sys/unix"
+)
+
+// Pool is the producer side of a pool of reusable shared slots: the
+// "producer keeps writing" mode, for streams of messages where a fresh
+// sealed buffer per message (New, Seal, Send) would cost more than the
+// copy itself.
+//
+// NewPool makes one memfd of Slots fixed-size slots, maps it writable once,
+// seals it against shrinking and growing (so no side can ever make the
+// other fault) and then with future_write (so the consumer can only ever
+// map it read-only), and hands its descriptor to the consumer once. After
+// that a message costs a copy into a slot and a 16-byte notification:
+//
+//	slot, err := pool.Acquire(ctx)       // blocks while every slot is in use
+//	n := copy(slot.Bytes(), frame)
+//	err = slot.Send(n, header)           // the consumer gets a read-only View
+//
+// The consumer (AcceptPool, PoolReader) reads the slot in place and
+// releases it; the release travels back over the same Conn, and only then
+// does Acquire hand the slot out again. If the consumer hangs up or dies,
+// every slot comes back: Acquire, TryAcquire and Send then fail with an
+// error matching io.EOF.
+//
+// Trust: a pool is not immutable like a Sealed. Its size can never change,
+// so reads never fault on either side, but the producer keeps a writable
+// mapping: a producer that breaks the protocol can change a slot while the
+// consumer reads it. See View for when to copy out.
+//
+// The Pool owns its Conn (Close closes it; do not Send or Receive on it
+// directly, and leave its read deadline to the Pool). It is safe for
+// concurrent use: any number of goroutines may Acquire and Send. Steady
+// state (Acquire, Send, the reading of releases) allocates nothing.
+type Pool struct {
+	link  *poolLink
+	file  *memfd.File
+	mem   []byte
+	hello poolHello
+	seals memfd.Seals
+
+	mu      sync.Mutex
+	slot    []poolSlot
+	free    []uint32 // free slot indices, a stack: the most recently released first
+	peerErr error    // set once the consumer is gone
+	closed  bool
+	drainFn func([]byte, error)
+	fillErr error // first error seen while draining, under mu
+
+	readTok chan struct{} // capacity 1: held by the goroutine reading releases
+	freed   chan struct{} // capacity 1: a slot came back without a read
+	done    chan struct{} // closed by Close
+}
+
+type poolSlot struct {
+	gen   uint32
+	state uint8
+}
+
+const (
+	slotFree uint8 = iota
+	slotAcquired
+	slotSent
+)
+
+// PoolOption configures NewPool or AcceptPool.
+type PoolOption func(*poolOptions)
+
+type poolOptions struct {
+	name         string
+	maxHeader    int
+	maxSize      int64
+	releaseBatch int
+}
+
+// WithPoolName names the pool's memfd (NewPool; default "sealbuf-pool").
+func WithPoolName(name string) PoolOption { return func(o *poolOptions) { o.name = name } }
+
+// WithPoolMaxHeader sets the largest header Send accepts (NewPool; default
+// 4 KiB, at most PoolMaxHeader). The consumer learns it from the hello:
+// PoolReader.MaxHeader.
+func WithPoolMaxHeader(n int) PoolOption { return func(o *poolOptions) { o.maxHeader = n } }
+
+// WithPoolMaxSize makes AcceptPool refuse pools larger than n bytes in all
+// (slots × stride) with ErrTooLarge. A MaxSize in the Conn's receive policy
+// applies as well. Set one of them when the producer is not yours.
+func WithPoolMaxSize(n int64) PoolOption { return func(o *poolOptions) { o.maxSize = n } }
+
+// WithReleaseBatch lets the consumer (AcceptPool) send its releases n at a
+// time, in one message, instead of one message per Release (the default,
+// n = 1; at most 16). Batching saves the consumer a system call per
+// message and the producer most of its reads, which matters for small
+// messages. Releases held back are sent when n have accumulated, when
+// Receive is about to wait (so the consumer never waits while it holds
+// slots back), and on Flush. A consumer that releases and then stops
+// calling Receive — to wait for something else the producer does after
+// its next Acquire — must call Flush first, or the producer may wait for
+// the slots held back.
+func WithReleaseBatch(n int) PoolOption {
+	return func(o *poolOptions) { o.releaseBatch = max(1, min(n, poolMaxBatch)) }
+}
+
+func newPoolOptions(opts []PoolOption) poolOptions {
+	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: -1, releaseBatch: 1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// poolSeals are the seals every pool carries, and that AcceptPool requires:
+// a fixed size, and no new writable mapping or write.
+const poolSeals = memfd.SealShrink | memfd.SealGrow | memfd.SealFutureWrite
+
+// NewPool creates a pool of slots slots of slotSize bytes each (each slot
+// starts on a page boundary), and sends its descriptor over c: the peer
+// must call AcceptPool. The memfd is sized once, sealed shrink|grow, mapped
+// writable (and populated), then sealed future_write|seal, so the consumer
+// can only map it read-only and nobody can resize it.
+//
+// On success the Pool owns c: Close the Pool, not c. On error c stays the
+// caller's (it may have carried the hello already).
+func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
+	o := newPoolOptions(opts)
+	switch {
+	case c == nil:
+		return nil, errors.New("sealbuf: new pool: nil Conn")
+	case slots < 1 || slots > PoolMaxSlots:
+		return nil, fmt.Errorf("sealbuf: new pool: %d slots, want 1 to %d", slots, PoolMaxSlots)
+	case slotSize < 1 || slotSize > PoolMaxSlotSize:
+		return nil, fmt.Errorf("sealbuf: new pool: %d-byte slots, want 1 to %d", slotSize, PoolMaxSlotSize)
+	case o.maxHeader < 0 || o.maxHeader > PoolMaxHeader:
+		return nil, fmt.Errorf("sealbuf: new pool: %d-byte header limit, want 0 to %d", o.maxHeader, PoolMaxHeader)
+	}
+	h := poolHello{slots: slots, slotSize: slotSize, stride: pageUp(slotSize), maxHeader: o.maxHeader}
+	size := h.slots * h.stride
+	if size > maxMappable {
+		return nil, fmt.Errorf("sealbuf: new pool: %d bytes in all, more than can be mapped: %w", size, ErrTooLarge)
+	}
+	file, mem, seals, err := newPoolMemfd(o.name, size)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		file: file, mem: mem, hello: h, seals: seals,
+		slot:    make([]poolSlot, slots),
+		free:    make([]uint32, 0, slots),
+		readTok: make(chan struct{}, 1),
+		freed:   make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	p.drainFn = p.applyReleases
+	for i := slots - 1; i >= 0; i-- {
+		p.free = append(p.free, uint32(i))
+	}
+	if p.link, err = newPoolLink(c, 2*(scm.FrameLen+poolMaxBatch*poolRecordLen)); err == nil {
+		var hb [poolHelloLen]byte
+		err = c.send(h.append(hb[:0]), 1, func(_ int, fn func(fd int) error) error { return file.Control(fn) })
+	}
+	if err != nil {
+		unmap(mem)
+		file.Close()
+		return nil, fmt.Errorf("sealbuf: new pool: sending its descriptor: %w", err)
+	}
+	return p, nil
+}
+
+// newPoolMemfd makes the pool's memfd: size it, seal the size, map it
+// writable, then seal future writes (and the seal set).
+func newPoolMemfd(name string, size int) (*memfd.File, []byte, memfd.Seals, error) {
+	file, err := memfd.Create(name)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("sealbuf: new pool: %w", err)
+	}
+	var mem []byte
+	seals, err := func() (memfd.Seals, error) {
+		if err := file.Truncate(int64(size)); err != nil {
+			return 0, err
+		}
+		if err := file.AddSeals(memfd.SealShrink | memfd.SealGrow); err != nil {
+			return 0, err
+		}
+		var err error
+		if mem, err = mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+			return 0, err
+		}
+		if err := file.AddSeals(memfd.SealFutureWrite | memfd.SealSeal); err != nil {
+			return 0, err
+		}
+		seals, err := file.Seals()
+		if err == nil && !seals.Has(poolSeals) {
+			err = notSealedError(file.Name(), seals.Missing(poolSeals), seals)
+		}
+		return seals, err
+	}()
+	if err != nil {
+		unmap(mem)
+		file.Close()
+		if errors.Is(err, unix.ENOMEM) {
+			err = fmt.Errorf("%w (%w)", err, ErrTooLarge)
+		}
+		return nil, nil, 0, fmt.Errorf("sealbuf: new pool of %d bytes: %w", size, err)
+	}
+	return file, mem, seals, nil
+}
+
+// Slots returns the number of slots.
+func (p *Pool) Slots() int { return p.hello.slots }
+
+// SlotSize returns the size of every slot in bytes.
+func (p *Pool) SlotSize() int { return p.hello.slotSize }
+
+// MaxHeader returns the largest header Send accepts.
+func (p *Pool) MaxHeader() int { return p.hello.maxHeader }
+
+// Seals returns the seals of the pool's memfd (at least
+// shrink|grow|future_write|seal).
+func (p *Pool) Seals() memfd.Seals { return p.seals }
+
+// Free returns how many slots can be acquired without waiting for a
+// release (releases still queued on the socket are not counted).
+func (p *Pool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free)
+}
+
+// Slot is a slot the producer has acquired: fill Bytes, then Send it (or
+// Discard it). It is a small value; copies refer to the same acquisition,
+// and a copy kept after Send or Discard is stale: using it again fails
+// with ErrStaleGeneration.
+type Slot struct {
+	p   *Pool
+	idx uint32
+	gen uint32
+}
+
+// Acquire returns a free slot, waiting for the consumer to release one when
+// every slot is in use (back-pressure). While it waits it reads the
+// consumer's releases from the Conn itself; ctx bounds the wait (its error
+// is returned unchanged, matching context.Canceled or
+// context.DeadlineExceeded).
+//
+// When the consumer has hung up or died, every slot is back in the pool
+// and Acquire fails with an error matching io.EOF. A release that breaks
+// the protocol (a forged slot, a stale generation, a double release) fails
+// Acquire with an error matching ErrPoolProtocol; the pool stays usable
+// and the next Acquire goes on. After Close it fails with os.ErrClosed.
+//
+// It allocates nothing, also when it waits (a cancellable ctx is watched by
+// one goroutine per Pool, started on first need).
+func (p *Pool) Acquire(ctx context.Context) (Slot, error) {
+	for {
+		if s, ok, err := p.pop(); ok || err != nil {
+			return s, err
+		}
+		select {
+		case p.readTok <- struct{}{}:
+			s, ok, err := p.pop()
+			if !ok && err == nil {
+				err = p.fill(ctx, true)
+				if errors.Is(err, errPoolKicked) {
+					err = nil
+				}
+			}
+			<-p.readTok
+			if ok || err != nil {
+				return s, err
+			}
+		case <-p.freed:
+		case <-p.done:
+		case <-ctx.Done():
+			return Slot{}, ctx.Err()
+		}
+	}
+}
+
+// TryAcquire returns a free slot without waiting: it takes the releases
+// already queued on the socket, and fails with ErrPoolFull when every slot
+// is still in use. Its other errors are Acquire's.
+func (p *Pool) TryAcquire() (Slot, error) {
+	if s, ok, err := p.pop(); ok || err != nil {
+		return s, err
+	}
+	select {
+	case p.readTok <- struct{}{}:
+		err := p.fill(context.Background(), false)
+		<-p.readTok
+		if err != nil {
+			return Slot{}, err
+		}
+	default: // another goroutine is reading releases
+	}
+	if s, ok, err := p.pop(); ok || err != nil {
+		return s, err
+	}
+	return Slot{}, fmt.Errorf("sealbuf: pool: all %d slots in use: %w", p.hello.slots, ErrPoolFull)
+}
+
+// pop takes a free slot, if any.
+func (p *Pool) pop() (Slot, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return Slot{}, false, fmt.Errorf("sealbuf: pool: acquire: %w", os.ErrClosed)
+	case p.peerErr != nil:
+		return Slot{}, false, p.peerErr
+	case len(p.free) == 0:
+		return Slot{}, false, nil
+	}
+	i := p.free[len(p.free)-1]
+	p.free = p.free[:len(p.free)-1]
+	st := &p.slot[i]
+	st.gen++
+	st.state = slotAcquired
+	return Slot{p: p, idx: i, gen: st.gen}, true, nil
+}
+
+// fill reads releases from the Conn (the caller holds readTok): with wait,
+// until at least one message arrived. It returns the first protocol error
+// seen, or the peer's hang-up (after freeing every slot).
+func (p *Pool) fill(ctx context.Context, wait bool) error {
+	err := p.link.drain(ctx, wait, p.drainFn)
+	p.mu.Lock()
+	ferr := p.fillErr
+	p.fillErr = nil
+	if err != nil && errors.Is(err, io.EOF) {
+		p.peerGoneLocked(err)
+		err = nil
+	}
+	p.mu.Unlock()
+	if ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// applyReleases handles one release message (or the error in its place).
+func (p *Pool) applyReleases(payload []byte, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil && (len(payload) == 0 || len(payload)%poolRecordLen != 0) {
+		err = poolProtoError(nil, "a %d-byte release message, not a whole number of %d-byte records", len(payload), poolRecordLen)
+	}
+	for ; err == nil && len(payload) > 0; payload = payload[poolRecordLen:] {
+		var r poolRecord
+		if r, err = parsePoolRecord(payload, poolKindRelease); err == nil {
+			err = p.releaseLocked(r)
+		}
+	}
+	if err == nil {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		p.peerGoneLocked(err)
+		return
+	}
+	if p.fillErr == nil {
+		p.fillErr = err
+	}
+}
+
+// releaseLocked applies one release record from the consumer.
+func (p *Pool) releaseLocked(r poolRecord) error {
+	if r.slot >= uint32(len(p.slot)) {
+		return poolProtoError(ErrBadSlot, "the consumer released slot %d of a %d-slot pool", r.slot, len(p.slot))
+	}
+	if r.length != 0 {
+		return poolProtoError(nil, "release of slot %d carries a length (%d)", r.slot, r.length)
+	}
+	st := &p.slot[r.slot]
+	if r.gen != st.gen {
+		return poolProtoError(ErrStaleGeneration, "the consumer released slot %d generation %d, but its current generation is %d", r.slot, r.gen, st.gen)
+	}
+	if st.state != slotSent {
+		return poolProtoError(ErrDoubleRelease, "the consumer released slot %d generation %d, which is not in flight (released already, or never sent)", r.slot, r.gen)
+	}
+	st.state = slotFree
+	p.free = append(p.free, r.slot)
+	return nil
+}
+
+// peerGoneLocked returns every slot in flight: the consumer is gone.
+func (p *Pool) peerGoneLocked(err error) {
+	if p.peerErr == nil {
+		p.peerErr = fmt.Errorf("sealbuf: pool: the consumer is gone (every slot is back): %w", err)
+	}
+	for i := range p.slot {
+		if p.slot[i].state == slotSent {
+			p.slot[i].state = slotFree
+			p.free = append(p.free, uint32(i))
+		}
+	}
+	p.signalFreed()
+}
+
+// signalFreed wakes a waiting Acquire after a slot came back without a
+// read (Discard, a failed Send, the consumer gone).
+func (p *Pool) signalFreed() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+	p.link.w.kick()
+}
+
+// Index returns the slot's index in the pool.
+func (s Slot) Index() int { return int(s.idx) }
+
+// Generation returns how many times the slot has been acquired, this time
+// included (modulo 2³²).
+func (s Slot) Generation() uint32 { return s.gen }
+
+// Bytes returns the slot's memory: SlotSize bytes, writable, shared with
+// the consumer. Write it between Acquire and Send only: after Send the
+// consumer is reading it, and after Close it is unmapped. The zero Slot
+// returns nil.
+func (s Slot) Bytes() []byte {
+	if s.p == nil {
+		return nil
+	}
+	off := int(s.idx) * s.p.hello.stride
+	end := off + s.p.hello.slotSize
+	return s.p.mem[off:end:end]
+}
+
+// Send hands the first n bytes of the slot to the consumer, with header
+// (at most MaxHeader bytes; nil is fine). From here on the slot is the
+// consumer's until it releases it; do not write Bytes any more.
+//
+// A Slot that was already sent or discarded fails with ErrStaleGeneration;
+// n outside 0..SlotSize with ErrBadLength. If the message cannot be sent
+// the slot stays acquired (Send again or Discard it), unless the consumer
+// is gone: then every slot is back and the error matches io.EOF.
+func (s Slot) Send(n int, header []byte) error {
+	p := s.p
+	if p == nil {
+		return errors.New("sealbuf: pool: send of the zero Slot")
+	}
+	if n < 0 || n > p.hello.slotSize {
+		return fmt.Errorf("sealbuf: pool: send of %d bytes from a %d-byte slot: %w", n, p.hello.slotSize, ErrBadLength)
+	}
+	if len(header) > p.hello.maxHeader {
+		return fmt.Errorf("sealbuf: pool: send: %d-byte header, more than the pool's %d (WithPoolMaxHeader)", len(header), p.hello.maxHeader)
+	}
+	p.mu.Lock()
+	if err := p.checkLocked(s, "send"); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	if err := p.peerErr; err != nil {
+		p.freeLocked(s.idx)
+		p.mu.Unlock()
+		return err
+	}
+	p.slot[s.idx].state = slotSent
+	p.mu.Unlock()
+
+	err := p.link.sendRecord(poolRecord{kind: poolKindMessage, slot: s.idx, gen: s.gen, length: uint32(n)}, header)
+	if err == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := &p.slot[s.idx]; st.gen == s.gen && st.state == slotSent {
+		st.state = slotAcquired
+		if errors.Is(err, io.EOF) {
+			p.freeLocked(s.idx)
+			p.peerGoneLocked(err)
+		}
+	}
+	return err
+}
+
+// Discard returns an acquired slot to the pool without sending it.
+func (s Slot) Discard() error {
+	p := s.p
+	if p == nil {
+		return errors.New("sealbuf: pool: discard of the zero Slot")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkLocked(s, "discard"); err != nil {
+		return err
+	}
+	p.freeLocked(s.idx)
+	return nil
+}
+
+// checkLocked verifies that s is acquired, under this generation.
+func (p *Pool) checkLocked(s Slot, op string) error {
+	if p.closed {
+		return fmt.Errorf("sealbuf: pool: %s: %w", op, os.ErrClosed)
+	}
+	if s.idx >= uint32(len(p.slot)) {
+		return fmt.Errorf("sealbuf: pool: %s of slot %d of a %d-slot pool: %w", op, s.idx, len(p.slot), ErrBadSlot)
+	}
+	if st := p.slot[s.idx]; st.gen != s.gen || st.state != slotAcquired {
+		return fmt.Errorf("sealbuf: pool: %s of slot %d generation %d, which is not acquired any more (sent or discarded already): %w", op, s.idx, s.gen, ErrStaleGeneration)
+	}
+	return nil
+}
+
+func (p *Pool) freeLocked(i uint32) {
+	p.slot[i].state = slotFree
+	p.free = append(p.free, i)
+	p.signalFreed()
+}
+
+// Close closes the Conn (the consumer sees end of file), unmaps the pool
+// and closes its memfd. Slot memory must not be used after it; the
+// consumer's mapping stays valid until the consumer closes its side. A
+// second Close returns an error wrapping os.ErrClosed.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return fmt.Errorf("sealbuf: pool: close: %w", os.ErrClosed)
+	}
+	p.closed = true
+	close(p.done)
+	p.mu.Unlock()
+	err := p.link.close()
+	p.readTok <- struct{}{} // wait for a reading Acquire to leave; keep it
+	if uerr := unmap(p.mem); err == nil {
+		err = uerr
+	}
+	p.mem = nil
+	if cerr := p.file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sealbuf: pool: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+//go:build linux
+
+package sealbuf_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+)
+
+// BenchmarkPool measures one message handed from this process to a
+// consumer child process (this test binary run again), as throughput:
+// the producer copies size bytes from a source buffer into the transport
+// for every message and never waits for the consumer except when the
+// transport is full; the clock stops once the consumer has taken
+// everything. The consumer reads the first and the last byte of each
+// message.
+//
+//	pool        Pool → PoolReader over unixpacket, default options: copy
+//	            into a slot, a 16-byte message, a 16-byte release back
+//	pool-batch  the same with WithReleaseBatch(poolBenchBatch(size)): one
+//	            release message per batch (up to 16 messages)
+//	pool-floor  PoolFloor: the pool's protocol with raw blocking read and
+//	            write, no checks, no batching: the floor of slot reuse
+//	socket      write(2) of the bytes into an AF_UNIX stream socket and
+//	            read(2) into a buffer on the other side: the copy users
+//	            would otherwise make
+//	memcpy      the copy into a slot alone, in one process, no consumer:
+//	            what no transport of these bytes can beat
+//
+// Pools and floors have poolBenchSlots(size) slots. Besides ns/op, every
+// mode reports cpu-ns/op, the CPU time of both processes per message,
+// which moves much less than ns/op when other work shares the machine.
+//
+// go test -run '^$' -bench BenchmarkPool -benchtime 2s -count 5 .
+func BenchmarkPool(b *testing.B) {
+	sizes := []struct {
+		name string
+		size int
+	}{{"4KiB", 4 << 10}, {"64KiB", 64 << 10}, {"1MiB", 1 << 20}, {"16MiB", 16 << 20}, {"64MiB", 64 << 20}}
+	modes := []struct {
+		name string
+		run  func(b *testing.B, src []byte)
+	}{
+		{"pool", func(b *testing.B, src []byte) { benchPool(b, src, 1) }},
+		{"pool-batch", func(b *testing.B, src []byte) { benchPool(b, src, poolBenchBatch(len(src))) }},
+		{"pool-floor", benchPoolFloor},
+		{"socket", benchPoolSocket},
+		{"memcpy", benchPoolMemcpy},
+	}
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) {
+			for _, sz := range sizes {
+				b.Run(sz.name, func(b *testing.B) {
+					src := make([]byte, sz.size)
+					poolFill(src, 1)
+					b.SetBytes(int64(sz.size))
+					b.ReportAllocs()
+					m.run(b, src)
+				})
+			}
+		})
+	}
+}
+
+// poolBenchSlots is the number of slots of the pools and floors: 1 MiB
+// worth, 4 to 64 slots, so that small messages have a pipeline a few
+// times as deep as a socket buffer (which holds about 200 KiB) and large
+// ones a slot being filled while others are read.
+func poolBenchSlots(size int) int { return max(4, min(64, (1<<20)/size)) }
+
+// poolBenchBatch is the release batch of pool-batch: half the slots, at
+// most 16, so one batch is on its way back while the other half is used.
+func poolBenchBatch(size int) int { return max(1, min(16, poolBenchSlots(size)/2)) }
+
+func benchPool(b *testing.B, src []byte, batch int) {
+	sock, cmd := startPoolChild(b, "bench-pool", strconv.Itoa(batch), unix.SOCK_SEQPACKET)
+	slots := poolBenchSlots(len(src))
+	p, err := sealbuf.NewPool(poolConnOf(b, sock), slots, len(src))
+	require.NoError(b, err)
+	ctx := context.Background()
+	send := func() {
+		s, err := p.Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		copy(s.Bytes(), src)
+		if err := s.Send(len(src), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	drain := func() {
+		held := make([]sealbuf.Slot, slots)
+		for i := range held {
+			var err error
+			held[i], err = p.Acquire(ctx)
+			require.NoError(b, err)
+		}
+		for _, s := range held {
+			require.NoError(b, s.Discard())
+		}
+	}
+	for range 2 * slots { // warm up: the consumer has mapped the pool
+		send()
+	}
+	drain()
+	b.ResetTimer()
+	cpu0 := poolCPU()
+	for range b.N {
+		send()
+	}
+	drain()
+	b.StopTimer()
+	cpu := poolCPU() - cpu0
+	require.NoError(b, p.Close())
+	require.NoError(b, cmd.Wait())
+	reportPoolCPU(b, cpu+cmd.CPU())
+}
+
+func benchPoolFloor(b *testing.B, src []byte) {
+	sock, cmd := startPoolChild(b, "bench-floor", "", unix.SOCK_SEQPACKET)
+	slots := poolBenchSlots(len(src))
+	f, err := sealbuf.NewPoolFloor(sock, slots, len(src))
+	require.NoError(b, err)
+	for range 2 * slots {
+		require.NoError(b, f.Send(src))
+	}
+	require.NoError(b, f.Drain())
+	b.ResetTimer()
+	cpu0 := poolCPU()
+	for range b.N {
+		if err := f.Send(src); err != nil {
+			b.Fatal(err)
+		}
+	}
+	require.NoError(b, f.Drain())
+	b.StopTimer()
+	cpu := poolCPU() - cpu0
+	require.NoError(b, f.Close())
+	require.NoError(b, sock.Close())
+	require.NoError(b, cmd.Wait())
+	reportPoolCPU(b, cpu+cmd.CPU())
+}
+
+func benchPoolSocket(b *testing.B, src []byte) {
+	sock, cmd := startPoolChild(b, "bench-socket", strconv.Itoa(len(src)), unix.SOCK_STREAM)
+	defer sock.Close()
+	_, err := sock.Write(src) // warm up
+	require.NoError(b, err)
+	b.ResetTimer()
+	cpu0 := poolCPU()
+	for range b.N {
+		if _, err := sock.Write(src); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchSocketDone(b, sock, cmd)
+	b.StopTimer()
+	reportPoolCPU(b, poolCPU()-cpu0+cmd.CPU())
+}
+
+// reportPoolCPU reports the CPU time both processes spent per message:
+// unlike ns/op it hardly moves when other work shares the machine.
+func reportPoolCPU(b *testing.B, cpu time.Duration) {
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// benchSocketDone shuts the socket down for writing and waits for the
+// child's acknowledgement that it read everything.
+func benchSocketDone(b *testing.B, sock *os.File, cmd *poolChild) {
+	rc, err := sock.SyscallConn()
+	require.NoError(b, err)
+	var serr error
+	require.NoError(b, rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }))
+	require.NoError(b, serr)
+	var ack [1]byte
+	_, err = sock.Read(ack[:])
+	require.NoError(b, err)
+	b.StopTimer()
+	require.NoError(b, cmd.Wait())
+}
+
+// benchPoolMemcpy copies into the slots of a pool with no consumer: the
+// cost of the bytes alone.
+func benchPoolMemcpy(b *testing.B, src []byte) {
+	pc, _ := poolConns(b, unix.SOCK_SEQPACKET)
+	slots := poolBenchSlots(len(src))
+	p, err := sealbuf.NewPool(pc, slots, len(src))
+	require.NoError(b, err)
+	defer p.Close()
+	mem := make([][]byte, slots)
+	for i := range mem {
+		s, err := p.Acquire(context.Background())
+		require.NoError(b, err)
+		mem[i] = s.Bytes()
+		copy(mem[i], src)
+	}
+	b.ResetTimer()
+	cpu0 := poolCPU()
+	for i := range b.N {
+		copy(mem[i%slots], src)
+	}
+	b.StopTimer()
+	reportPoolCPU(b, poolCPU()-cpu0)
+}

@@ -1,0 +1,186 @@
+//go:build linux
+
+package sealbuf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The pool's wire format. Every pool message is an ordinary Conn message
+// (one packet over unixpacket, one frame over a unix stream socket) with no
+// descriptors except the hello, so any language's standard library can
+// speak it. All integers are little-endian.
+//
+// Hello, producer → consumer, once (payload 32 bytes + SCM_RIGHTS with
+// exactly one descriptor: the pool's memfd, sealed at least
+// shrink|grow|future_write, exactly Slots×Stride bytes long):
+//
+//	bytes  0-7   magic "sbpool\x00\x01" (format version 1)
+//	bytes  8-11  slot count (uint32, 1..PoolMaxSlots)
+//	bytes 12-15  largest caller header the producer sends (uint32)
+//	bytes 16-23  slot size in bytes (uint64, 1..PoolMaxSlotSize)
+//	bytes 24-31  stride: slot i starts at byte i×stride (uint64, ≥ slot size)
+//
+// Record, 16 bytes, the start of every later message:
+//
+//	byte   0     kind: 'M' (message, producer → consumer) or 'R' (release,
+//	             consumer → producer)
+//	bytes  1-3   zero
+//	bytes  4-7   slot index (uint32, < slot count)
+//	bytes  8-11  generation (uint32): how many times the producer has
+//	             acquired this slot, counting this time; it only grows
+//	             (modulo 2³²), so a stale record is recognised
+//	bytes 12-15  length (uint32): for 'M' the bytes of the slot in use
+//	             (≤ slot size); for 'R' zero
+//
+// Message: one 'M' record followed by the caller's header bytes (0 to the
+// hello's header limit). Release: 1 to poolMaxBatch 'R' records, nothing
+// else; a record returns the slot it names, with the generation the
+// consumer received it under.
+const (
+	poolHelloLen  = 32
+	poolRecordLen = 16
+	poolMagic     = "sbpool\x00\x01"
+
+	poolKindMessage = 'M'
+	poolKindRelease = 'R'
+
+	// poolMaxBatch is the most release records one release message may
+	// carry.
+	poolMaxBatch = 16
+)
+
+// Pool limits.
+const (
+	// PoolMaxSlots is the most slots a pool may have. It keeps every
+	// release in flight inside a socket's default send buffer, so neither
+	// side can block the other with its acknowledgements.
+	PoolMaxSlots = 128
+
+	// PoolMaxSlotSize is the largest slot (2 GiB): lengths travel as
+	// uint32.
+	PoolMaxSlotSize = 1 << 31
+
+	// PoolMaxHeader is the largest caller header a pool message may carry.
+	PoolMaxHeader = 64 << 10
+
+	// poolDefaultHeader is the header limit when none is set.
+	poolDefaultHeader = 4 << 10
+)
+
+// Pool errors. Every error a Pool, PoolReader, Slot or View returns because
+// of a message from the peer matches ErrPoolProtocol and one of the more
+// precise sentinels below; local misuse (releasing a View twice, sending a
+// Slot that was already sent) matches the precise sentinel alone.
+var (
+	// ErrPoolFull is returned by TryAcquire when every slot is in use.
+	ErrPoolFull = errors.New("every slot of the pool is in use")
+
+	// ErrPoolProtocol is matched by every error caused by a peer message
+	// that breaks the pool's wire format or its rules.
+	ErrPoolProtocol = errors.New("pool protocol violation")
+
+	// ErrBadSlot: a slot index outside the pool.
+	ErrBadSlot = errors.New("slot index out of range")
+
+	// ErrBadLength: a length past the end of the slot.
+	ErrBadLength = errors.New("length past the end of the slot")
+
+	// ErrStaleGeneration: a record about an earlier use of the slot (a
+	// release for a generation that is not the one in flight, a message
+	// whose generation does not move forward), or a Slot or View handle
+	// kept after its slot was reused.
+	ErrStaleGeneration = errors.New("stale slot generation")
+
+	// ErrDoubleRelease: a release of a slot that is not in flight to the
+	// consumer (released already, or never sent), or a View released twice.
+	ErrDoubleRelease = errors.New("slot released twice")
+
+	// ErrSlotBusy: the producer sent a slot that the consumer still holds
+	// (it was never released).
+	ErrSlotBusy = errors.New("slot sent again while the consumer holds it")
+)
+
+// poolHello is the decoded hello.
+type poolHello struct {
+	slots     int
+	maxHeader int
+	slotSize  int
+	stride    int
+}
+
+func (h poolHello) append(b []byte) []byte {
+	b = append(b, poolMagic...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(h.slots))
+	b = binary.LittleEndian.AppendUint32(b, uint32(h.maxHeader))
+	b = binary.LittleEndian.AppendUint64(b, uint64(h.slotSize))
+	return binary.LittleEndian.AppendUint64(b, uint64(h.stride))
+}
+
+// parsePoolHello decodes and bounds-checks a hello.
+func parsePoolHello(b []byte) (poolHello, error) {
+	if len(b) != poolHelloLen || string(b[:8]) != poolMagic {
+		return poolHello{}, poolProtoError(nil, "the first message is not a pool hello (%d bytes, want %d starting %q): is the peer a sealbuf Pool?", len(b), poolHelloLen, poolMagic)
+	}
+	slots := binary.LittleEndian.Uint32(b[8:])
+	maxHeader := binary.LittleEndian.Uint32(b[12:])
+	slotSize := binary.LittleEndian.Uint64(b[16:])
+	stride := binary.LittleEndian.Uint64(b[24:])
+	switch {
+	case slots == 0 || slots > PoolMaxSlots:
+		return poolHello{}, poolProtoError(nil, "hello announces %d slots, want 1 to %d", slots, PoolMaxSlots)
+	case maxHeader > PoolMaxHeader:
+		return poolHello{}, poolProtoError(nil, "hello announces %d-byte headers, more than %d", maxHeader, PoolMaxHeader)
+	case slotSize == 0 || slotSize > PoolMaxSlotSize:
+		return poolHello{}, poolProtoError(nil, "hello announces %d-byte slots, want 1 to %d", slotSize, PoolMaxSlotSize)
+	case stride < slotSize || stride > maxMappable/uint64(slots):
+		return poolHello{}, poolProtoError(nil, "hello announces a stride of %d bytes for %d-byte slots: out of range", stride, slotSize)
+	}
+	return poolHello{slots: int(slots), maxHeader: int(maxHeader), slotSize: int(slotSize), stride: int(stride)}, nil
+}
+
+// poolRecord is one decoded record.
+type poolRecord struct {
+	kind   byte
+	slot   uint32
+	gen    uint32
+	length uint32
+}
+
+func (r poolRecord) put(b []byte) {
+	_ = b[poolRecordLen-1]
+	b[0], b[1], b[2], b[3] = r.kind, 0, 0, 0
+	binary.LittleEndian.PutUint32(b[4:], r.slot)
+	binary.LittleEndian.PutUint32(b[8:], r.gen)
+	binary.LittleEndian.PutUint32(b[12:], r.length)
+}
+
+// parsePoolRecord decodes a record of the expected kind. It allocates only
+// on error.
+func parsePoolRecord(b []byte, kind byte) (poolRecord, error) {
+	if len(b) < poolRecordLen {
+		return poolRecord{}, poolProtoError(nil, "a %d-byte pool message, shorter than its %d-byte record", len(b), poolRecordLen)
+	}
+	r := poolRecord{
+		kind:   b[0],
+		slot:   binary.LittleEndian.Uint32(b[4:]),
+		gen:    binary.LittleEndian.Uint32(b[8:]),
+		length: binary.LittleEndian.Uint32(b[12:]),
+	}
+	if r.kind != kind || b[1]|b[2]|b[3] != 0 {
+		return r, poolProtoError(nil, "record of kind %q (reserved bytes % x), want %q", r.kind, b[1:4], kind)
+	}
+	return r, nil
+}
+
+// poolProtoError formats a peer's protocol violation: it matches
+// ErrPoolProtocol and, when not nil, the precise sentinel.
+func poolProtoError(sentinel error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if sentinel == nil {
+		return fmt.Errorf("sealbuf: pool: %s: %w", msg, ErrPoolProtocol)
+	}
+	return fmt.Errorf("sealbuf: pool: %s: %w: %w", msg, ErrPoolProtocol, sentinel)
+}
