@@ -376,7 +376,21 @@ func (s *opState) mapAccess(x *opMapping, kind byte, off, n int) {
 		data := bytes.Repeat([]byte{byte(0x40 + len(s.log)%64)}, n)
 		k, err := m.WriteAt(data, int64(off))
 		s.logf("mapping write %d at %d (Len %d, file %d, writable %v): %d, %v", n, off, m.Len(), size, x.writable, k, err)
+		// Sealed against future writes since Map, a Mapping that had to
+		// remap its poisoned tail (on any access) turns read-only for
+		// good: the kernel refuses new writable mappings.
+		futureWrite := x.writable && s.seals().Has(memfd.SealFutureWrite)
+		turned := futureWrite && n > 0 && off+n <= m.Len() && off+n <= size && err != nil && !errors.Is(err, sealbuf.ErrTruncated)
+		if turned {
+			x.writable = false
+		}
 		switch {
+		case turned:
+			if k != 0 {
+				s.fatalf("WriteAt on a Mapping turned read-only: %d, %v", k, err)
+			}
+		case futureWrite && n == 0 && off <= m.Len() && err != nil:
+			// An empty write to a Mapping that may have turned read-only.
 		case !x.writable || off+n > m.Len():
 			if err == nil || k != 0 {
 				s.fatalf("WriteAt that cannot be done: %d, %v", k, err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -257,10 +258,23 @@ func shape(f *os.File, size int64, seals memfd.Seals, fill bool) error {
 	if seals == 0 {
 		return nil
 	}
-	return control(f, func(fd int) error {
-		_, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, int(seals))
-		return os.NewSyscallError("fcntl F_ADD_SEALS", err)
-	})
+	// Nothing maps f, yet F_SEAL_WRITE can fail with EBUSY: the kernel
+	// refuses it while any page still has an extra reference after about
+	// 150 ms of waiting (memfd_wait_for_pins), which a loaded machine
+	// produces now and then (seen once in a million-cycle soak). It passes
+	// on a later try.
+	var err error
+	for try := 1; ; try++ {
+		err = control(f, func(fd int) error {
+			_, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, int(seals))
+			return err
+		})
+		if err != unix.EBUSY || try == 10 {
+			break
+		}
+		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+	}
+	return os.NewSyscallError("fcntl F_ADD_SEALS", err)
 }
 
 // writePattern writes Pattern's bytes [off, end) into f with pwrite.
