@@ -3,6 +3,7 @@
 package sealbuf
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,8 +41,8 @@ type Mapping struct {
 	file     *memfd.File
 	mem      []byte
 	seals    memfd.Seals
-	writable bool
-	fixed    bool // sealed against shrinking: the file never ends before len(mem)
+	writable atomic.Bool // cleared when healing finds the memfd future-write sealed
+	fixed    bool        // sealed against shrinking: the file never ends before len(mem)
 
 	patch    sync.Mutex    // serialises poisoning and healing
 	faults   atomic.Uint64 // number of faults so far; an access that sees it change failed
@@ -81,7 +82,8 @@ func Map(f *os.File, opts ...MapOption) (*Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: map: %w", err)
 	}
-	m := &Mapping{file: file, mem: mem, seals: seals, writable: writable, fixed: seals.Has(memfd.SealShrink)}
+	m := &Mapping{file: file, mem: mem, seals: seals, fixed: seals.Has(memfd.SealShrink)}
+	m.writable.Store(writable)
 	m.poisonAt.Store(int64(size))
 	return m, nil
 }
@@ -140,7 +142,7 @@ func (m *Mapping) WriteAt(p []byte, off int64) (int, error) {
 	if m.closed.Load() {
 		return 0, m.closedError("write")
 	}
-	if !m.writable {
+	if !m.writable.Load() {
 		return 0, fmt.Errorf("sealbuf: write mapping %q: it is read-only (the descriptor is O_RDONLY, the memfd is write-sealed, or MapReadOnly was given)", m.file.Name())
 	}
 	if off < 0 || off > int64(len(m.mem)) || int64(len(p)) > int64(len(m.mem))-off {
@@ -202,6 +204,9 @@ func (m *Mapping) access(op string, off, end int, write bool, fn func(mem []byte
 	if int64(end) > m.poisonAt.Load() {
 		if err := m.heal(op, off, end); err != nil {
 			return err
+		}
+		if write && !m.writable.Load() {
+			return fmt.Errorf("sealbuf: write mapping %q: the peer sealed the memfd against future writes; the Mapping is read-only now", m.file.Name())
 		}
 	} else if write {
 		if size, err := m.file.Size(); err != nil {
@@ -281,7 +286,17 @@ func (m *Mapping) heal(op string, off, end int) error {
 	if size < int64(end) {
 		return m.truncatedError(op, off, end, size, nil)
 	}
-	err = m.file.Control(func(fd int) error { return m.remap(at, fd, unix.MAP_SHARED) })
+	err = m.file.Control(func(fd int) error {
+		err := m.remap(at, fd, unix.MAP_SHARED)
+		if errors.Is(err, unix.EPERM) && m.writable.Load() {
+			// The peer sealed the memfd against future writes since Map:
+			// the kernel refuses new writable mappings. Heal read-only,
+			// and the Mapping is read-only from now on.
+			m.writable.Store(false)
+			err = m.remap(at, fd, unix.MAP_SHARED)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sealbuf: %s mapping: remap after the file grew back: %w", op, err)
 	}
@@ -293,7 +308,7 @@ func (m *Mapping) heal(op string, off, end int) error {
 // fd >= 0, anonymous memory otherwise.
 func (m *Mapping) remap(start int64, fd int, flags int) error {
 	prot := unix.PROT_READ
-	if m.writable {
+	if m.writable.Load() {
 		prot |= unix.PROT_WRITE
 	}
 	off := start

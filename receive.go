@@ -104,62 +104,108 @@ func (c *Conn) readPacket(header []byte) (int, []int, error) {
 }
 
 // readFrame receives one frame from a SOCK_STREAM socket, never reading past
-// its end.
+// its end. When the descriptors break a limit it closes them at once, reads
+// the rest of the frame anyway (so the next Receive starts at the next
+// frame) and then fails: a peer cannot make one Receive hold more than the
+// limit, nor push the Conn out of step.
 func (c *Conn) readFrame(header []byte) (int, []int, error) {
+	var fr frameReader
 	var prefix [scm.FrameLen]byte
-	var fds []int
-	got := 0
-	for got < len(prefix) {
-		n, oobn, flags, err := c.recv(prefix[got:], 0)
-		more, perr := c.rights(oobn, flags)
-		fds = append(fds, more...)
+	for got := 0; got < len(prefix); {
+		n, err := fr.read(c, prefix[got:], -1)
 		if err != nil {
-			return 0, fds, err
-		}
-		if perr != nil {
-			return 0, fds, perr
+			if got > 0 || len(fr.fds) > 0 {
+				err = midFrame(err)
+			}
+			return 0, fr.fds, err
 		}
 		if n == 0 {
-			if got == 0 && len(fds) == 0 {
-				return 0, fds, io.EOF
+			if got == 0 && len(fr.fds) == 0 && fr.limitErr == nil {
+				return 0, nil, io.EOF
 			}
-			return 0, fds, fmt.Errorf("sealbuf: receive: peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
+			return 0, fr.fds, fmt.Errorf("sealbuf: receive: peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
 		}
 		got += n
 	}
 	frame, err := scm.ParseFrame(prefix[:])
 	if err != nil {
-		return 0, fds, fmt.Errorf("sealbuf: receive: %w", err)
+		return 0, fr.fds, fmt.Errorf("sealbuf: receive: %w (the stream is out of step: close the Conn)", err)
 	}
+	fr.check(c, frame.Files)
 	// The header: into the caller's buffer as far as it goes, the rest
-	// read and dropped so the next frame starts where it should.
+	// read and dropped.
 	var discard [512]byte
-	for got = 0; got < frame.HeaderLen; {
+	for got := 0; got < frame.HeaderLen; {
 		dst := discard[:min(len(discard), frame.HeaderLen-got)]
 		if got < len(header) {
 			dst = header[got:min(len(header), frame.HeaderLen)]
 		}
-		n, oobn, flags, err := c.recv(dst, 0)
-		more, perr := c.rights(oobn, flags)
-		fds = append(fds, more...)
+		n, err := fr.read(c, dst, frame.Files)
 		if err != nil {
-			return 0, fds, err
-		}
-		if perr != nil {
-			return 0, fds, perr
+			return 0, fr.fds, midFrame(err)
 		}
 		if n == 0 {
-			return 0, fds, fmt.Errorf("sealbuf: receive: peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
+			return 0, fr.fds, fmt.Errorf("sealbuf: receive: peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
 		}
 		got += n
 	}
-	if len(fds) != frame.Files {
-		return 0, fds, fmt.Errorf("sealbuf: receive: frame announced %d descriptors but carried %d (all closed): %w", frame.Files, len(fds), scm.ErrMalformed)
+	if fr.limitErr != nil {
+		return 0, fr.fds, fr.limitErr
+	}
+	if len(fr.fds) != frame.Files {
+		return 0, fr.fds, fmt.Errorf("sealbuf: receive: frame announced %d descriptors but carried %d (all closed): %w", frame.Files, len(fr.fds), scm.ErrMalformed)
 	}
 	if frame.HeaderLen > len(header) {
-		return len(header), fds, fmt.Errorf("sealbuf: receive: %d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", frame.HeaderLen, len(header), len(fds), io.ErrShortBuffer)
+		return len(header), fr.fds, fmt.Errorf("sealbuf: receive: %d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", frame.HeaderLen, len(header), len(fr.fds), io.ErrShortBuffer)
 	}
-	return frame.HeaderLen, fds, nil
+	return frame.HeaderLen, fr.fds, nil
+}
+
+// midFrame turns a hang-up (ECONNRESET reads as io.EOF) inside a frame into
+// io.ErrUnexpectedEOF: the peer died with a message half sent.
+func midFrame(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("sealbuf: receive: peer hung up inside a frame (%v): %w", err, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// frameReader gathers the descriptors of one stream frame, which may arrive
+// over several recvmsg calls, within the Conn's limit.
+type frameReader struct {
+	fds      []int //iosafety:allow fd-field received numbers of one frame, wrapped or closed before Receive returns
+	limitErr error // set once a limit broke; the frame's descriptors are then closed as they come
+}
+
+// read runs one recvmsg into p and collects its descriptors; announced is
+// the frame's descriptor count (-1 while the prefix is still unread).
+func (fr *frameReader) read(c *Conn, p []byte, announced int) (int, error) {
+	n, oobn, flags, err := c.recv(p, 0)
+	more, perr := c.rights(oobn, flags)
+	fr.fds = append(fr.fds, more...)
+	if err != nil {
+		return n, err
+	}
+	if perr != nil && fr.limitErr == nil {
+		fr.limitErr = perr
+	}
+	fr.check(c, announced)
+	return n, nil
+}
+
+// check applies the limits to what has arrived so far; once broken, it
+// closes every descriptor held and keeps none.
+func (fr *frameReader) check(c *Conn, announced int) {
+	if fr.limitErr == nil && len(fr.fds) > c.maxFiles {
+		fr.limitErr = fmt.Errorf("sealbuf: receive: more than %d descriptors in one message (all closed)", c.maxFiles)
+	}
+	if fr.limitErr == nil && announced >= 0 && len(fr.fds) > announced {
+		fr.limitErr = fmt.Errorf("sealbuf: receive: frame announced %d descriptors but carried more (all closed): %w", announced, scm.ErrMalformed)
+	}
+	if fr.limitErr != nil {
+		closeFds(fr.fds)
+		fr.fds = fr.fds[:0]
+	}
 }
 
 // recv runs one recvmsg, waiting for readability through the poller (so the
