@@ -32,7 +32,7 @@ import (
 type Conn struct {
 	c        *net.UnixConn
 	stream   bool
-	policy   []OpenOption
+	policy   openPolicy
 	maxFiles int
 
 	sendMu  sync.Mutex
@@ -54,7 +54,7 @@ type ConnOption func(*Conn)
 // Open's options (the default is Open's default: shrink|grow|write). Use
 // MaxSize to bound what a peer can make you map.
 func WithReceivePolicy(opts ...OpenOption) ConnOption {
-	return func(c *Conn) { c.policy = append([]OpenOption(nil), opts...) }
+	return func(c *Conn) { c.policy = newOpenPolicy(opts) }
 }
 
 // WithMaxFiles sets how many descriptors one message may carry (default and
@@ -67,7 +67,7 @@ func WithMaxFiles(n int) ConnOption {
 // NewConn wraps c without duplicating its descriptor, so c's deadlines apply
 // to Send and Receive. The Conn owns c from here on: Close it, not c.
 func NewConn(c *net.UnixConn, opts ...ConnOption) *Conn {
-	conn := &Conn{c: c, maxFiles: scm.MaxFiles}
+	conn := &Conn{c: c, maxFiles: scm.MaxFiles, policy: newOpenPolicy(nil)}
 	for _, o := range opts {
 		o(conn)
 	}

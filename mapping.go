@@ -58,11 +58,12 @@ type Mapping struct {
 // unchanged.
 func Map(f *os.File, opts ...MapOption) (*Mapping, error) {
 	p := newMapPolicy(opts)
-	file, err := memfd.FromFile(f)
+	file, info, err := memfd.Adopt(f)
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: map: %w", err)
 	}
-	seals, size, err := verify(file, p.require, p.maxSize)
+	seals := info.Seals
+	size, err := verifyInfo(file.Name(), info, p.require, p.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: map: %w", err)
 	}

@@ -22,14 +22,17 @@ import (
 // Reads of the result never fault: the seals forbid any change of size or
 // contents, by anyone, for as long as the memfd exists.
 func Open(f *os.File, opts ...OpenOption) (*Sealed, error) {
-	p := newOpenPolicy(opts)
-	file, err := memfd.FromFile(f)
+	return openWith(f, newOpenPolicy(opts))
+}
+
+func openWith(f *os.File, p openPolicy) (*Sealed, error) {
+	file, info, err := memfd.Adopt(f)
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: open: %w", err)
 	}
 	// From here on f must stay open on error: file wraps f without owning
 	// it until Open succeeds, so error paths drop file without closing it.
-	seals, size, err := verify(file, p.require, p.maxSize)
+	size, err := verifyInfo(file.Name(), info, p.require, p.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: open: %w", err)
 	}
@@ -37,7 +40,7 @@ func Open(f *os.File, opts ...OpenOption) (*Sealed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: open: %w", err)
 	}
-	s := newSealed(file, size, seals)
+	s := newSealed(file, size, info.Seals)
 	s.mem = mem
 	return s, nil
 }

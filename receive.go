@@ -33,7 +33,7 @@ func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {
 	}
 	bufs = make([]*Sealed, 0, len(files))
 	for i, f := range files {
-		s, err := Open(f, c.policy...)
+		s, err := openWith(f, c.policy)
 		if err != nil {
 			for _, b := range bufs {
 				b.Close()
@@ -71,7 +71,7 @@ func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) 
 	}
 	files = make([]*os.File, len(fds))
 	for i, fd := range fds {
-		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("received descriptor %d", i))
+		files[i] = os.NewFile(uintptr(fd), "received descriptor")
 	}
 	return n, files, nil
 }

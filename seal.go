@@ -13,29 +13,38 @@ import (
 // user address space of x86-64 with 4-level page tables.
 const maxMappable = 1 << 47
 
-// verify applies a policy before anything is mapped: the seals present must
-// include require (required ⊆ present, never equality: kernels add seals such
-// as exec on their own), and the size must fit maxSize (< 0: no limit) and
-// the address space. It returns the seals present and the size.
+// verify is verifyInfo for a File adopted earlier: it asks the kernel for
+// the seals, then the size, and returns both.
 func verify(file *memfd.File, require memfd.Seals, maxSize int64) (memfd.Seals, int, error) {
 	seals, err := file.Seals()
 	if err != nil {
 		return 0, 0, err
 	}
-	if missing := seals.Missing(require); missing != 0 {
-		return 0, 0, notSealedError(file.Name(), missing, seals)
-	}
 	size, err := file.Size()
 	if err != nil {
 		return 0, 0, err
 	}
-	if maxSize >= 0 && size > maxSize {
-		return 0, 0, fmt.Errorf("sealbuf: memfd %q has %d bytes, more than the %d allowed (MaxSize): %w", file.Name(), size, maxSize, ErrTooLarge)
+	n, err := verifyInfo(file.Name(), memfd.Info{Seals: seals, Size: size}, require, maxSize)
+	return seals, n, err
+}
+
+// verifyInfo applies a policy to what adoption observed, before anything is
+// mapped: the seals present must include require (required ⊆ present, never
+// equality: kernels add seals such as exec on their own), and the size must
+// fit maxSize (< 0: no limit) and the address space. The seals were read
+// before the size, so for a memfd sealed against shrinking and growing the
+// size checked here is the size for good.
+func verifyInfo(name string, info memfd.Info, require memfd.Seals, maxSize int64) (int, error) {
+	if missing := info.Seals.Missing(require); missing != 0 {
+		return 0, notSealedError(name, missing, info.Seals)
 	}
-	if size > maxMappable || size > math.MaxInt {
-		return 0, 0, fmt.Errorf("sealbuf: memfd %q has %d bytes, more than can be mapped: %w", file.Name(), size, ErrTooLarge)
+	if maxSize >= 0 && info.Size > maxSize {
+		return 0, fmt.Errorf("sealbuf: memfd %q has %d bytes, more than the %d allowed (MaxSize): %w", name, info.Size, maxSize, ErrTooLarge)
 	}
-	return seals, int(size), nil
+	if info.Size > maxMappable || info.Size > math.MaxInt {
+		return 0, fmt.Errorf("sealbuf: memfd %q has %d bytes, more than can be mapped: %w", name, info.Size, ErrTooLarge)
+	}
+	return int(info.Size), nil
 }
 
 func notSealedError(name string, missing, has memfd.Seals) error {

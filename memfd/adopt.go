@@ -20,58 +20,98 @@ import (
 // f is another kind of file (pipe, socket, device, directory, disk file,
 // O_PATH descriptor).
 func FromFile(f *os.File) (*File, error) {
+	file, _, err := Adopt(f)
+	return file, err
+}
+
+// Info is what Adopt observed while checking a descriptor. The seals are
+// read before the size, so when they include SealShrink and SealGrow the
+// size is final: nobody can change it any more.
+type Info struct {
+	Seals   Seals
+	Size    int64
+	HugeTLB bool // on hugetlbfs: sizes and mappings are whole huge pages
+}
+
+// Adopt is FromFile that also returns what it observed, so a caller can
+// apply a policy (seals, size) without asking the kernel again. Ownership is
+// as for FromFile.
+func Adopt(f *os.File) (*File, Info, error) {
 	if f == nil {
-		return nil, fmt.Errorf("memfd: adopt: nil *os.File: %w", ErrNotMemfd)
+		return nil, Info{}, fmt.Errorf("memfd: adopt: nil *os.File: %w", ErrNotMemfd)
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return nil, opError(f.Name(), "adopt", err)
+		return nil, Info{}, opError(f.Name(), "adopt", err)
 	}
 	var name string
+	var info Info
 	var checkErr error
 	err = rc.Control(func(fd uintptr) {
-		name, checkErr = inspect(int(fd))
+		name, info, checkErr = inspect(int(fd))
 	})
 	if err != nil {
-		return nil, opError(f.Name(), "adopt", err)
+		return nil, Info{}, opError(f.Name(), "adopt", err)
 	}
 	if checkErr != nil {
-		return nil, fmt.Errorf("memfd: adopt %s: %w", f.Name(), checkErr)
+		return nil, Info{}, fmt.Errorf("memfd: adopt %s: %w", f.Name(), checkErr)
 	}
-	return &File{f: f, name: name}, nil
+	return &File{f: f, name: name}, info, nil
 }
 
-// inspect checks that fd is a memfd and returns its kernel name.
-func inspect(fd int) (string, error) {
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+// inspect checks that fd is a memfd and returns its kernel name and state.
+// The common case costs four system calls: F_GET_SEALS (which also rules out
+// O_PATH descriptors, which refuse it), fstat, fstatfs and the readlink of
+// the name; diagnose explains a refusal.
+func inspect(fd int) (string, Info, error) {
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
 	if err != nil {
-		return "", os.NewSyscallError("fcntl F_GETFL", err)
-	}
-	if fl&unix.O_PATH != 0 {
-		return "", fmt.Errorf("an O_PATH descriptor cannot be read or mapped: %w", ErrNotMemfd)
+		return "", Info{}, diagnose(fd, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return "", os.NewSyscallError("fstat", err)
+		return "", Info{}, os.NewSyscallError("fstat", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return "", fmt.Errorf("it is a %s, not a regular file: %w", fileKind(st.Mode), ErrNotMemfd)
+		return "", Info{}, fmt.Errorf("it is a %s, not a regular file: %w", fileKind(st.Mode), ErrNotMemfd)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		return "", os.NewSyscallError("fstatfs", err)
+		return "", Info{}, os.NewSyscallError("fstatfs", err)
 	}
 	if sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.HUGETLBFS_MAGIC {
-		return "", fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
+		return "", Info{}, fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err != nil {
-		return "", fmt.Errorf("its seals cannot be queried (%v): %w", err, ErrNotMemfd)
+	info := Info{Seals: Seals(seals), Size: st.Size, HugeTLB: sfs.Type == unix.HUGETLBFS_MAGIC}
+	var buf [512]byte
+	n, err := unix.Readlink(procFdPath(fd), buf[:])
+	if err != nil || n == len(buf) {
+		return "", info, nil // nameless (no /proc, or a long name): a memfd all the same
 	}
-	link, err := os.Readlink(procFdPath(fd))
+	return kernelName(string(buf[:n])), info, nil
+}
+
+// diagnose says why a descriptor whose seals cannot be queried is no memfd.
+func diagnose(fd int, sealErr error) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
-		return "", nil // nameless, but a memfd all the same (no /proc)
+		return os.NewSyscallError("fcntl F_GETFL", err)
 	}
-	return kernelName(link), nil
+	if fl&unix.O_PATH != 0 {
+		return fmt.Errorf("an O_PATH descriptor cannot be read or mapped: %w", ErrNotMemfd)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("it is a %s, not a regular file: %w", fileKind(st.Mode), ErrNotMemfd)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err == nil && sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.HUGETLBFS_MAGIC {
+		return fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
+	}
+	return fmt.Errorf("its seals cannot be queried (%v): %w", sealErr, ErrNotMemfd)
 }
 
 // kernelName turns /proc/self/fd's "/memfd:NAME (deleted)" into NAME; other
