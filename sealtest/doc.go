@@ -31,8 +31,10 @@
 // keeps memfds shared with the receiver — SendShared, or Share for one made
 // here — and through Shared truncates them at a chosen moment (Truncate,
 // which returns once it is done, also from inside a Mapping.Access
-// callback), grows them, rewrites them, or cuts and regrows them over and
-// over (Flap) while the receiver reads.
+// callback), grows them, rewrites them (WriteAt), seals them after the fact
+// (AddSeals), or cuts and regrows them over and over (Flap) while the
+// receiver reads. Every memfd a Desc makes holds Pattern's bytes, which
+// IsPattern checks without allocating.
 //
 // NewPeer runs the peer in a goroutine; StartPeer runs it in a separate
 // process, which is what a truncation "by another process" or a producer

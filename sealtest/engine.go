@@ -230,8 +230,8 @@ func (e *engine) send(d *dec, extra []*os.File) (uint64, error) {
 		if !e.stream {
 			return 0, errors.New("a unixpacket message arrives whole or not at all: there is no middle to hang up in (use a \"unix\" stream socket)")
 		}
-		if cut < 0 || cut >= len(msg) {
-			return 0, fmt.Errorf("cut %d is not inside the %d-byte framed message", cut, len(msg))
+		if cut < 1 || cut >= len(msg) {
+			return 0, fmt.Errorf("cut %d is not in [1, %d): the %d-byte framed message", cut, len(msg), len(msg))
 		}
 		msg = msg[:cut]
 	}

@@ -339,6 +339,12 @@ func TestHangUpMidMessage(t *testing.T) {
 		require.Error(t, err, "a packet has no middle")
 		t.Log(err)
 	})
+	t.Run("cut-outside", func(t *testing.T) {
+		p, _ := sealtest.Start(t, "unix")
+		for _, cut := range []int{-1, 0, 8 + len(header)} {
+			require.Error(t, p.HangUpMidMessage(header, cut), "cut %d", cut)
+		}
+	})
 }
 
 // TestPeerDiesMidMessage kills the peer process after it sent a frame prefix,

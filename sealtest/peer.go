@@ -220,8 +220,9 @@ func (p *Peer) SendShared(header []byte, d Desc) (*Shared, error) {
 // HangUpMidMessage sends the first cut bytes of a framed message (on a
 // "unix" stream socket: the 8-byte frame prefix, then header) with the
 // descriptors made from descs, and hangs up: a producer that died while
-// sending. Cuts below 8 end inside the prefix. Over "unixpacket", where a
-// message arrives whole or not at all, it fails.
+// sending. cut is in [1, 8+len(header)); cuts below 8 end inside the
+// prefix. Over "unixpacket", where a message arrives whole or not at all,
+// it fails.
 func (p *Peer) HangUpMidMessage(header []byte, cut int, descs ...Desc) error {
 	_, err := p.send("hang up mid-message", modePartial, cut, false, header, descs, nil)
 	return err
