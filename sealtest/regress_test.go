@@ -13,12 +13,12 @@ import (
 	"github.com/sealbuf/sealbuf/sealtest"
 )
 
-// BUG (receive.go, readFrame): on a "unix" stream, when the descriptors that
-// arrive with a frame's prefix break the limit (MSG_CTRUNC, or more than
-// WithMaxFiles), readFrame returns at once and leaves the frame's header
-// bytes in the socket. The next Receive parses them as a frame prefix: the
-// Conn is out of step for good, against the contract "on any failure ... the
-// Conn stays usable for the next message" (unixpacket is fine).
+// Regression (found here, fixed in e9a342f): on a "unix" stream, when the
+// descriptors that arrived with a frame's prefix broke the limit (MSG_CTRUNC,
+// or more than WithMaxFiles), readFrame returned at once and left the frame's
+// header bytes in the socket; the next Receive parsed them as a frame prefix
+// and the Conn was out of step for good, against the contract "on any
+// failure ... the Conn stays usable for the next message".
 func TestStreamInStepAfterTooManyDescriptors(t *testing.T) {
 	sealtest.CheckLeaks(t)
 	p, c := sealtest.Start(t, "unix")
@@ -40,12 +40,12 @@ func TestStreamInStepAfterTooManyDescriptors(t *testing.T) {
 	require.Equal(t, "next", string(h[:n]))
 }
 
-// BUG (receive.go, readFrame/rights): the descriptor limit is checked per
-// recvmsg, not per frame. On a stream the kernel hands over the descriptors
-// of each sendmsg with its own bytes, so a peer that sends a frame's header
-// one byte at a time, each byte with descriptors, makes one Receive hold any
-// number of them (up to RLIMIT_NOFILE) while it waits for the rest of the
-// frame, although the frame announced 1 and the limit is 1.
+// Regression (found here, fixed in e9a342f): the descriptor limit was
+// checked per recvmsg, not per frame. On a stream the kernel hands over the
+// descriptors of each sendmsg with its own bytes, so a peer that sent a
+// frame's header one byte at a time, each byte with a descriptor, made one
+// Receive hold any number of them (up to RLIMIT_NOFILE) while it waited for
+// the rest of the frame, although the frame announced 1 and the limit was 1.
 func TestStreamDescriptorsHeldPerFrame(t *testing.T) {
 	sealtest.CheckLeaks(t)
 	a, c, err := sealtest.SocketPair("unix")
@@ -77,14 +77,14 @@ func TestStreamDescriptorsHeldPerFrame(t *testing.T) {
 	require.LessOrEqual(t, peak-base, 2, "one Receive held %d descriptors of a frame that announced 1, limit 1", peak-base)
 }
 
-// BUG (mapping.go:270-289, heal → remap): a writable Mapping whose tail was
-// poisoned by a truncation cannot be healed once its producer, having grown
-// the memfd back, seals it with F_SEAL_FUTURE_WRITE: heal remaps the file
-// PROT_READ|PROT_WRITE, MAP_SHARED, which the kernel refuses with EPERM. From
-// then on every access touching the tail fails with "remap after the file
-// grew back: ... operation not permitted" although it lies wholly below the
-// file's end, where the contract says it succeeds. (Found by FuzzMemfdOps,
-// input testdata/fuzz/FuzzMemfdOps/255724cae77993d2.)
+// Regression (found by FuzzMemfdOps, input
+// testdata/fuzz/FuzzMemfdOps/255724cae77993d2; fixed in e9a342f): a writable
+// Mapping whose tail was poisoned by a truncation could not be healed once
+// its producer, having grown the memfd back, sealed it with
+// F_SEAL_FUTURE_WRITE: heal remapped the file PROT_READ|PROT_WRITE,
+// MAP_SHARED, which the kernel refuses with EPERM, so every access touching
+// the tail failed ("remap after the file grew back: ... operation not
+// permitted") although it lay wholly below the file's end.
 func TestHealAfterFutureWriteSeal(t *testing.T) {
 	sealtest.CheckLeaks(t)
 	p, c := sealtest.Start(t, "unixpacket")
