@@ -127,7 +127,7 @@ func (b *Buffer) Seal() (*Sealed, error) {
 		return nil, fmt.Errorf("sealbuf: seal: %w", err)
 	}
 	b.mem = nil
-	if err := b.file.AddSeals(sealFinal); err != nil {
+	if err := sealWrite(b.file, sealFinal); err != nil {
 		if mem, merr := mapFile(b.file, b.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); merr == nil {
 			b.mem = mem
 		}

@@ -2,7 +2,11 @@
 
 package sealbuf
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/sealbuf/sealbuf/internal/scm"
+)
 
 var (
 	// ErrNotSealed is matched (errors.Is) when a memfd lacks seals that the
@@ -18,4 +22,14 @@ var (
 	// the file's current end: its peer truncated it. The access's results
 	// are undefined; the Mapping stays usable for bytes below the new end.
 	ErrTruncated = errors.New("memfd was truncated by its peer")
+
+	// ErrTooManyFiles is matched when a received message carried more
+	// descriptors than the Conn's limit (WithMaxFiles), or the kernel
+	// truncated its control data (MSG_CTRUNC). All were closed.
+	ErrTooManyFiles = errors.New("too many descriptors in one message")
+
+	// ErrMalformed is matched when a received message does not follow the
+	// wire format: a bad stream frame prefix, a descriptor count that does
+	// not match the frame's, control data that does not parse.
+	ErrMalformed = scm.ErrMalformed
 )

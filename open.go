@@ -22,23 +22,28 @@ import (
 // Reads of the result never fault: the seals forbid any change of size or
 // contents, by anyone, for as long as the memfd exists.
 func Open(f *os.File, opts ...OpenOption) (*Sealed, error) {
-	return openWith(f, newOpenPolicy(opts))
+	s, err := openWith(f, newOpenPolicy(opts))
+	if err != nil {
+		return nil, fmt.Errorf("sealbuf: open: %w", err)
+	}
+	return s, nil
 }
 
+// openWith is Open with its policy made; its errors name no operation.
 func openWith(f *os.File, p openPolicy) (*Sealed, error) {
 	file, info, err := memfd.Adopt(f)
 	if err != nil {
-		return nil, fmt.Errorf("sealbuf: open: %w", err)
+		return nil, err
 	}
 	// From here on f must stay open on error: file wraps f without owning
 	// it until Open succeeds, so error paths drop file without closing it.
 	size, err := verifyInfo(file.Name(), info, p.require, p.maxSize)
 	if err != nil {
-		return nil, fmt.Errorf("sealbuf: open: %w", err)
+		return nil, err
 	}
 	mem, err := mapReadOnly(file, size)
 	if err != nil {
-		return nil, fmt.Errorf("sealbuf: open: %w", err)
+		return nil, err
 	}
 	s := newSealed(file, size, info.Seals)
 	s.mem = mem

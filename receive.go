@@ -197,7 +197,7 @@ func (fr *frameReader) read(c *Conn, p []byte, announced int) (int, error) {
 // closes every descriptor held and keeps none.
 func (fr *frameReader) check(c *Conn, announced int) {
 	if fr.limitErr == nil && len(fr.fds) > c.maxFiles {
-		fr.limitErr = fmt.Errorf("sealbuf: receive: more than %d descriptors in one message (all closed)", c.maxFiles)
+		fr.limitErr = fmt.Errorf("sealbuf: receive: more than %d descriptors in one message (all closed): %w", c.maxFiles, ErrTooManyFiles)
 	}
 	if fr.limitErr == nil && announced >= 0 && len(fr.fds) > announced {
 		fr.limitErr = fmt.Errorf("sealbuf: receive: frame announced %d descriptors but carried more (all closed): %w", announced, scm.ErrMalformed)
@@ -239,10 +239,10 @@ func (c *Conn) rights(oobn, flags int) ([]int, error) {
 	fds, err := scm.ParseRights(c.recvOOB[:oobn], c.recvFds[:0])
 	c.recvFds = fds[:0]
 	if err == nil && flags&unix.MSG_CTRUNC != 0 {
-		err = fmt.Errorf("the control message was truncated (MSG_CTRUNC): the peer sent more than %d descriptors, or other control data", c.maxFiles)
+		err = fmt.Errorf("the control message was truncated (MSG_CTRUNC): the peer sent more than %d descriptors, or other control data: %w", c.maxFiles, ErrTooManyFiles)
 	}
 	if err == nil && len(fds) > c.maxFiles {
-		err = fmt.Errorf("%d descriptors, more than the limit of %d a message", len(fds), c.maxFiles)
+		err = fmt.Errorf("%d descriptors, more than the limit of %d a message: %w", len(fds), c.maxFiles, ErrTooManyFiles)
 	}
 	if err != nil {
 		err = fmt.Errorf("sealbuf: receive: %w (all %d received descriptors closed)", err, len(fds))

@@ -64,7 +64,7 @@ func fill(file *memfd.File, b []byte) (memfd.Seals, error) {
 	if _, err := file.WriteAt(b, 0); err != nil {
 		return 0, err
 	}
-	if err := file.AddSeals(sealSize | sealFinal); err != nil {
+	if err := sealWrite(file, sealSize|sealFinal); err != nil {
 		return 0, err
 	}
 	return file.Seals()
