@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"unsafe"
 
 	"github.com/sealbuf/sealbuf/internal/scm"
 	"golang.org/x/sys/unix"
@@ -212,7 +211,7 @@ func (c *Conn) write(header, oob []byte, files int) error {
 	err = rc.Write(func(fd uintptr) bool {
 		for {
 			var n int
-			n, werr = sendmsg(int(fd), parts[:], oob)
+			n, werr = scm.Sendmsg(int(fd), parts[:], oob)
 			if werr == unix.EAGAIN {
 				return false
 			}
@@ -240,56 +239,4 @@ func (c *Conn) write(header, oob []byte, files int) error {
 		return os.NewSyscallError("sendmsg", werr)
 	}
 	return nil
-}
-
-// sendmsg is sendmsg(2) without x/sys's SendmsgBuffers, which adds a
-// getsockopt per call and a dummy data byte to descriptor-only messages on
-// non-datagram sockets: that byte would break the packet wire format.
-func sendmsg(fd int, parts [][]byte, oob []byte) (int, error) {
-	var iov [2]unix.Iovec
-	var msg unix.Msghdr
-	k := 0
-	for _, p := range parts {
-		if len(p) > 0 {
-			iov[k].Base = &p[0]
-			iov[k].SetLen(len(p))
-			k++
-		}
-	}
-	if k > 0 {
-		msg.Iov = &iov[0]
-		msg.SetIovlen(k)
-	}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-// recvmsg is recvmsg(2) into one buffer, with MSG_CMSG_CLOEXEC always set.
-// It returns the data length (the packet's full length with MSG_TRUNC),
-// the control length and the message flags.
-func recvmsg(fd int, p, oob []byte, flags int) (n, oobn, mflags int, err error) {
-	var iov unix.Iovec
-	var msg unix.Msghdr
-	if len(p) > 0 {
-		iov.Base = &p[0]
-		iov.SetLen(len(p))
-		msg.Iov = &iov
-		msg.SetIovlen(1)
-	}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags|unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT))
-	if e != 0 {
-		return 0, 0, 0, e
-	}
-	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }

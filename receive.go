@@ -217,7 +217,7 @@ func (c *Conn) recv(p []byte, flags int) (n, oobn, mflags int, err error) {
 	}
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
-		n, oobn, mflags, rerr = recvmsg(int(fd), p, c.recvOOB, flags)
+		n, oobn, mflags, rerr = scm.Recvmsg(int(fd), p, c.recvOOB, flags)
 		return rerr != unix.EAGAIN
 	})
 	if err == nil && rerr != nil {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -204,7 +203,7 @@ func sendChunks(t *testing.T, send *os.File, data, plan []byte, files []*os.File
 				oob = unix.UnixRights(fds...)
 			}
 			return control(send, func(fd int) error {
-				n, err := rawSendmsg(fd, data[:k], oob)
+				n, err := scm.Sendmsg(fd, [][]byte{data[:k]}, oob)
 				if err == nil && n != k {
 					data = data[:0] // a short write: the buffer is full
 				}
@@ -246,25 +245,4 @@ func control(f *os.File, fn func(fd int) error) error {
 		return err
 	}
 	return ferr
-}
-
-// rawSendmsg is a non-blocking sendmsg(2) of one buffer, with no extra byte.
-func rawSendmsg(fd int, b, oob []byte) (int, error) {
-	var iov unix.Iovec
-	var msg unix.Msghdr
-	if len(b) > 0 {
-		iov.Base = &b[0]
-		iov.SetLen(len(b))
-		msg.Iov = &iov
-		msg.SetIovlen(1)
-	}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/sealbuf/sealbuf/internal/scm"
 	"golang.org/x/sys/unix"
 )
 
@@ -267,7 +268,7 @@ func (e *engine) write(msg []byte, fds []int) error {
 	err = rc.Write(func(fd uintptr) bool {
 		for {
 			var n int
-			n, werr = sendmsg(int(fd), msg, oob)
+			n, werr = scm.Sendmsg(int(fd), [][]byte{msg}, oob)
 			if werr == unix.EAGAIN {
 				return false
 			}

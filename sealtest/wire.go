@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -231,27 +230,4 @@ func withFDs(files []*os.File, fn func(fds []int) error) error {
 		})
 	}
 	return borrow(0)
-}
-
-// sendmsg is sendmsg(2) of one buffer without x/sys's extras (a dummy byte
-// for descriptor-only messages on non-datagram sockets would change what
-// the receiver sees).
-func sendmsg(fd int, b, oob []byte) (int, error) {
-	var iov unix.Iovec
-	var msg unix.Msghdr
-	if len(b) > 0 {
-		iov.Base = &b[0]
-		iov.SetLen(len(b))
-		msg.Iov = &iov
-		msg.SetIovlen(1)
-	}
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }
