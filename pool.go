@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/sealbuf/sealbuf/internal/scm"
 	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +34,14 @@ import (
 // does Acquire hand the slot out again. If the consumer hangs up or dies,
 // every slot comes back: Acquire, TryAcquire and Send then fail with an
 // error matching io.EOF.
+//
+// Wire format: every pool message is one Conn message (a packet over
+// unixpacket, a frame over a unix stream socket). Once, the hello: 32
+// bytes (magic "sbpool\x00\x01", slot count, header limit, slot size,
+// stride) with the memfd. Then per message a 16-byte record — kind 'M',
+// three zero bytes, slot index, generation, length, little-endian uint32s
+// — followed by the caller's header; and back 1 to 16 release records of
+// kind 'R' (length 0) in one message. docs/pool.md has the details.
 //
 // Trust: a pool is not immutable like a Sealed. Its size can never change,
 // so reads never fault on either side, but the producer keeps a writable
@@ -80,10 +87,9 @@ const (
 type PoolOption func(*poolOptions)
 
 type poolOptions struct {
-	name         string
-	maxHeader    int
-	maxSize      int64
-	releaseBatch int
+	name      string
+	maxHeader int
+	maxSize   int64
 }
 
 // WithPoolName names the pool's memfd (NewPool; default "sealbuf-pool").
@@ -99,22 +105,8 @@ func WithPoolMaxHeader(n int) PoolOption { return func(o *poolOptions) { o.maxHe
 // applies as well. Set one of them when the producer is not yours.
 func WithPoolMaxSize(n int64) PoolOption { return func(o *poolOptions) { o.maxSize = n } }
 
-// WithReleaseBatch lets the consumer (AcceptPool) send its releases n at a
-// time, in one message, instead of one message per Release (the default,
-// n = 1; at most 16). Batching saves the consumer a system call per
-// message and the producer most of its reads, which matters for small
-// messages. Releases held back are sent when n have accumulated, when
-// Receive is about to wait (so the consumer never waits while it holds
-// slots back), and on Flush. A consumer that releases and then stops
-// calling Receive — to wait for something else the producer does after
-// its next Acquire — must call Flush first, or the producer may wait for
-// the slots held back.
-func WithReleaseBatch(n int) PoolOption {
-	return func(o *poolOptions) { o.releaseBatch = max(1, min(n, poolMaxBatch)) }
-}
-
 func newPoolOptions(opts []PoolOption) poolOptions {
-	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: -1, releaseBatch: 1}
+	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: -1}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -166,7 +158,7 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 	for i := slots - 1; i >= 0; i-- {
 		p.free = append(p.free, uint32(i))
 	}
-	if p.link, err = newPoolLink(c, 2*(scm.FrameLen+poolMaxBatch*poolRecordLen)); err == nil {
+	if p.link, err = newPoolLink(c, poolMaxBatch*poolRecordLen); err == nil {
 		var hb [poolHelloLen]byte
 		err = c.send(h.append(hb[:0]), 1, func(_ int, fn func(fd int) error) error { return file.Control(fn) })
 	}

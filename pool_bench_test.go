@@ -23,10 +23,9 @@ import (
 // everything. The consumer reads the first and the last byte of each
 // message.
 //
-//	pool        Pool → PoolReader over unixpacket, default options: copy
-//	            into a slot, a 16-byte message, a 16-byte release back
-//	pool-batch  the same with WithReleaseBatch(poolBenchBatch(size)): one
-//	            release message per batch (up to 16 messages)
+//	pool        Pool → PoolReader over unixpacket: copy into a slot, a
+//	            16-byte message, a 16-byte release back (several in one
+//	            message when the consumer is behind)
 //	pool-floor  PoolFloor: the pool's protocol with raw blocking read and
 //	            write, no checks, no batching: the floor of slot reuse
 //	socket      write(2) of the bytes into an AF_UNIX stream socket and
@@ -49,8 +48,7 @@ func BenchmarkPool(b *testing.B) {
 		name string
 		run  func(b *testing.B, src []byte)
 	}{
-		{"pool", func(b *testing.B, src []byte) { benchPool(b, src, 1) }},
-		{"pool-batch", func(b *testing.B, src []byte) { benchPool(b, src, poolBenchBatch(len(src))) }},
+		{"pool", benchPool},
 		{"pool-floor", benchPoolFloor},
 		{"socket", benchPoolSocket},
 		{"memcpy", benchPoolMemcpy},
@@ -76,12 +74,8 @@ func BenchmarkPool(b *testing.B) {
 // ones a slot being filled while others are read.
 func poolBenchSlots(size int) int { return max(4, min(64, (1<<20)/size)) }
 
-// poolBenchBatch is the release batch of pool-batch: half the slots, at
-// most 16, so one batch is on its way back while the other half is used.
-func poolBenchBatch(size int) int { return max(1, min(16, poolBenchSlots(size)/2)) }
-
-func benchPool(b *testing.B, src []byte, batch int) {
-	sock, cmd := startPoolChild(b, "bench-pool", strconv.Itoa(batch), unix.SOCK_SEQPACKET)
+func benchPool(b *testing.B, src []byte) {
+	sock, cmd := startPoolChild(b, "bench-pool", "", unix.SOCK_SEQPACKET)
 	slots := poolBenchSlots(len(src))
 	p, err := sealbuf.NewPool(poolConnOf(b, sock), slots, len(src))
 	require.NoError(b, err)

@@ -167,18 +167,13 @@ func poolChildDieHolding(sock *os.File, arg string) error {
 }
 
 // poolChildBenchPool consumes pool messages: it reads the first and the
-// last byte of each and releases it, until the producer hangs up. arg is
-// the release batch.
-func poolChildBenchPool(sock *os.File, arg string) error {
-	batch, err := strconv.Atoi(arg)
-	if err != nil {
-		return err
-	}
+// last byte of each and releases it, until the producer hangs up.
+func poolChildBenchPool(sock *os.File, _ string) error {
 	c, err := poolChildConn(sock)
 	if err != nil {
 		return err
 	}
-	r, err := sealbuf.AcceptPool(c, sealbuf.WithReleaseBatch(batch))
+	r, err := sealbuf.AcceptPool(c)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,9 @@ import (
 // locks, no contexts. It speaks the pool's wire format over unixpacket.
 //
 // It exists for benchmarks (BenchmarkPool, `sealbuf bench -modes
-// pool-floor`). It trusts its peer completely: a forged record crashes it
-// or makes it read the wrong slot. Do not use it with a peer you do not
+// pool-floor`). Beyond the seals at AcceptPoolFloor and the bounds of each
+// record it trusts its peer: no generations, no double-release checks, no
+// protection of a slot in flight. Do not use it with a peer you do not
 // control; use Pool.
 //
 // Producer: NewPoolFloor, then Send per message, Drain to wait for every

@@ -4,6 +4,7 @@ package sealbuf
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,34 +39,37 @@ type poolLink struct {
 	sErr   error
 	sFn    func(uintptr) bool
 
-	// Deferred release records (consumer, WithReleaseBatch), under relMu;
-	// relAny is relN > 0, readable without the lock.
-	relMu  sync.Mutex
-	relBuf [poolMaxBatch * poolRecordLen]byte
-	relN   int
-	relAny atomic.Bool
+	// Release records held back (consumer), under relMu; relAny is
+	// relN > 0, readable without the lock.
+	relMu     sync.Mutex
+	relBuf    [poolMaxBatch * poolRecordLen]byte
+	relN      int
+	relAny    atomic.Bool
+	relTimer  *time.Timer // flushes what is held back after poolHoldBack
+	relArmed  bool
+	relClosed bool
 
-	// Receiving one message into the caller's header (packets), under
-	// c.recvMu.
-	rRec   [poolRecordLen]byte
-	rHdr   []byte
-	rOOB   [poolOOBLen]byte
-	rN     int
-	rOOBN  int
-	rFlags int
-	rErr   error
-	rFlush bool // the read found nothing while releases were queued
-	rFn    func(uintptr) bool
+	// queued is how many messages the consumer has read from the socket
+	// and not handed out yet (packets: ring entries; streams: whole frames
+	// buffered, 0 or 1).
+	queued atomic.Int32
 
-	// Draining release packets with recvmmsg, under c.recvMu.
-	mm     [poolDrain]unix.Mmsghdr
-	mmIov  [poolDrain]unix.Iovec
-	mmBuf  [poolDrain][poolMaxBatch * poolRecordLen]byte
-	mmOOB  [poolDrain][poolOOBLen]byte
-	mmN    int
-	mmErr  error
-	mmWait bool
-	mmFn   func(uintptr) bool
+	// Reading up to poolDrain packets with one recvmmsg, under c.recvMu:
+	// release messages on the producer side; on the consumer side a ring
+	// of messages that Receive hands out one by one. Entry i's bytes are
+	// mmBuf[i*mmEntry:][:mmEntry].
+	mm      [poolDrain]unix.Mmsghdr
+	mmIov   [poolDrain]unix.Iovec
+	mmOOB   [poolDrain][poolOOBLen]byte
+	mmBuf   []byte
+	mmEntry int
+	mmN     int // entries filled by the last recvmmsg
+	mmNext  int // next entry Receive hands out
+	mmErr   error
+	mmWait  bool
+	mmFlush bool // the read found nothing while releases were held back
+	mmFn    func(uintptr) bool
+	rOOB    [poolOOBLen]byte // stream reads' control data
 
 	// Stream input, buffered, under c.recvMu: only the hello carries
 	// descriptors, so reading past a frame's end is harmless.
@@ -89,9 +93,10 @@ const (
 	poolOOBLen = 64 // room for a few descriptors, to close what a peer attaches
 )
 
-// newPoolLink prepares the link; streamBuf is the stream input buffer size
-// (the largest frame the peer may send, twice over).
-func newPoolLink(c *Conn, streamBuf int) (*poolLink, error) {
+// newPoolLink prepares the link; entry is the largest message the peer
+// may send (for the producer a release message, for the consumer a record
+// and the largest header).
+func newPoolLink(c *Conn, entry int) (*poolLink, error) {
 	rc, err := c.c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: pool: %w", err)
@@ -99,18 +104,20 @@ func newPoolLink(c *Conn, streamBuf int) (*poolLink, error) {
 	l := &poolLink{c: c, rc: rc, stream: c.stream}
 	l.w.conn = c.c
 	l.sFn = l.doSend
-	l.rFn = l.doRecv
 	l.mmFn = l.doRecvmmsg
 	l.sbFn = l.doStreamRead
+	if l.stream {
+		l.sb = make([]byte, max(2*(scm.FrameLen+entry), 4096))
+		return l, nil
+	}
+	l.mmEntry = entry
+	l.mmBuf = make([]byte, poolDrain*entry)
 	for i := range l.mm {
-		l.mmIov[i].Base = &l.mmBuf[i][0]
-		l.mmIov[i].SetLen(len(l.mmBuf[i]))
+		l.mmIov[i].Base = &l.mmBuf[i*entry]
+		l.mmIov[i].SetLen(entry)
 		l.mm[i].Hdr.Iov = &l.mmIov[i]
 		l.mm[i].Hdr.SetIovlen(1)
 		l.mm[i].Hdr.Control = &l.mmOOB[i][0]
-	}
-	if l.stream {
-		l.sb = make([]byte, max(streamBuf, 4096))
 	}
 	return l, nil
 }
@@ -118,6 +125,7 @@ func newPoolLink(c *Conn, streamBuf int) (*poolLink, error) {
 // close closes the Conn, waits until no receive is running, and stops the
 // context watcher.
 func (l *poolLink) close() error {
+	l.stopHoldBack()
 	err := l.c.Close()
 	l.c.recvMu.Lock()
 	l.w.stop()
@@ -154,18 +162,53 @@ func (l *poolLink) sendRecord(r poolRecord, header []byte) error {
 	return l.send(l.sRec[:], header)
 }
 
-// deferRelease queues a release record, and sends the queue as one
-// message once it holds batch records.
-func (l *poolLink) deferRelease(r poolRecord, batch int) error {
+// poolHoldBack bounds how long a release is held back: a consumer that
+// stops calling Receive with messages still waiting cannot keep slots
+// from the producer for longer.
+var poolHoldBack = 250 * time.Microsecond
+
+// release sends a release record, or holds it back while messages that
+// the consumer has read already wait for Receive: it then goes with the
+// next ones, in one message (at most poolMaxBatch records), at the latest
+// when Receive finds nothing more to hand out, or after poolHoldBack.
+func (l *poolLink) release(r poolRecord) error {
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
 	r.put(l.relBuf[l.relN*poolRecordLen:])
 	l.relN++
-	l.relAny.Store(true)
-	if l.relN < batch && l.relN < poolMaxBatch {
+	l.relAny.Store(true) // before queued is read: see recvMessage
+	if l.relN < poolMaxBatch && l.queued.Load() > 0 && !l.relClosed {
+		if !l.relArmed {
+			l.relArmed = true
+			if l.relTimer == nil {
+				l.relTimer = time.AfterFunc(poolHoldBack, l.timedFlush)
+			} else {
+				l.relTimer.Reset(poolHoldBack)
+			}
+		}
 		return nil
 	}
 	return l.flushLocked()
+}
+
+// timedFlush sends what is held back when poolHoldBack has passed.
+func (l *poolLink) timedFlush() {
+	l.relMu.Lock()
+	defer l.relMu.Unlock()
+	l.relArmed = false
+	if !l.relClosed {
+		l.flushLocked() // an error stays for the next Release or Receive to meet
+	}
+}
+
+// stopHoldBack stops the flush timer for good (Close).
+func (l *poolLink) stopHoldBack() {
+	l.relMu.Lock()
+	defer l.relMu.Unlock()
+	l.relClosed = true
+	if l.relTimer != nil {
+		l.relTimer.Stop()
+	}
 }
 
 // flushReleases sends the queued release records, if any.
@@ -188,6 +231,10 @@ func (l *poolLink) flushLocked() error {
 	if err == nil || errors.Is(err, io.EOF) { // a producer that is gone needs none
 		l.relN = 0
 		l.relAny.Store(false)
+		if l.relArmed {
+			l.relArmed = false
+			l.relTimer.Stop()
+		}
 	}
 	return err
 }
@@ -244,65 +291,64 @@ func poolSendmsg(fd int, parts *[3][]byte) (int, error) {
 // into header. hn is the header's length. recOK reports that rec holds an
 // intact record even though err is set (a header too long for the buffer,
 // descriptors attached), so the caller can hand the slot back.
+//
+// Over packets it reads every message queued on the socket at once (up to
+// poolDrain) and hands them out one per call. Before it waits for more it
+// sends the releases held back: the consumer never waits while it keeps
+// slots from the producer. (release stores relAny before it loads queued,
+// recvMessage stores queued before it loads relAny: one of them sees the
+// other, so a held-back release is never forgotten.)
 func (l *poolLink) recvMessage(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
 	l.c.recvMu.Lock()
 	defer l.c.recvMu.Unlock()
 	if l.stream {
 		return l.recvFrame(ctx, header)
 	}
-	l.rHdr = header
-	for {
-		l.rFlush = false
-		err = l.read(ctx, l.rFn)
-		if err != nil || !l.rFlush {
-			break
+	if l.mmNext >= l.mmN {
+		l.mmN, l.mmNext = 0, 0
+		for {
+			l.mmWait, l.mmErr, l.mmFlush = true, nil, false
+			err = l.read(ctx, l.mmFn)
+			if err == nil {
+				err = l.mmErr
+			}
+			if err != nil || !l.mmFlush {
+				break
+			}
+			if err = l.flushReleases(); err != nil {
+				break
+			}
 		}
-		// Nothing to read: never wait while holding releases back.
-		if err = l.flushReleases(); err != nil {
-			break
+		if err != nil {
+			return rec, 0, false, poolIOError("receive", err)
 		}
 	}
-	l.rHdr = nil
-	if err == nil {
-		err = l.rErr
-	}
-	if err != nil {
-		return rec, 0, false, poolIOError("receive", err)
-	}
-	n, oobn, flags := l.rN, l.rOOBN, l.rFlags
+	i := l.mmNext
+	l.mmNext++
+	l.queued.Store(int32(l.mmN - l.mmNext))
+	h := &l.mm[i]
+	n, oobn, flags := int(h.Len), int(h.Hdr.Controllen), int(h.Hdr.Flags)
+	buf := l.mmBuf[i*l.mmEntry:][:n]
 	if n == 0 && oobn == 0 && flags&unix.MSG_CTRUNC == 0 {
 		return rec, 0, false, fmt.Errorf("sealbuf: pool: the producer hung up: %w", io.EOF)
 	}
-	rec, err = parsePoolRecord(l.rRec[:min(n, poolRecordLen)], poolKindMessage)
+	rec, err = parsePoolRecord(buf[:min(n, poolRecordLen)], poolKindMessage)
 	recOK = err == nil
-	if ferr := closeAttached(l.rOOB[:oobn], flags); ferr != nil {
+	if ferr := closeAttached(l.mmOOB[i][:oobn], flags); ferr != nil {
 		return rec, 0, recOK, ferr
 	}
 	if err != nil {
 		return rec, 0, false, err
 	}
+	if flags&unix.MSG_TRUNC != 0 {
+		return rec, 0, true, poolProtoError(nil, "a header longer than the %d bytes the producer announced (message dropped, slot handed back)", l.mmEntry-poolRecordLen)
+	}
 	hn = n - poolRecordLen
-	if hn > len(header) || flags&unix.MSG_TRUNC != 0 {
+	if hn > len(header) {
 		return rec, len(header), true, fmt.Errorf("sealbuf: pool: receive: %d-byte header, larger than the %d-byte buffer (message dropped, slot handed back): %w", hn, len(header), io.ErrShortBuffer)
 	}
+	copy(header, buf[poolRecordLen:])
 	return rec, hn, true, nil
-}
-
-func (l *poolLink) doRecv(fd uintptr) bool {
-	var err error
-	l.rN, l.rOOBN, l.rFlags, err = poolRecvmsg(int(fd), l.rRec[:], l.rHdr, l.rOOB[:], unix.MSG_TRUNC)
-	if err == unix.EAGAIN {
-		if l.relAny.Load() {
-			l.rFlush = true
-			return true
-		}
-		return false
-	}
-	l.rErr = nil
-	if err != nil {
-		l.rErr = os.NewSyscallError("recvmsg", err)
-	}
-	return true
 }
 
 // poolRecvmsg is recvmsg(2) into two buffers, close-on-exec, non-blocking.
@@ -354,7 +400,7 @@ func (l *poolLink) drain(ctx context.Context, wait bool, fn func(payload []byte,
 		return l.drainStream(ctx, wait, fn)
 	}
 	var err error
-	l.mmWait, l.mmN, l.mmErr = wait, 0, nil
+	l.mmWait, l.mmN, l.mmErr, l.mmFlush = wait, 0, nil, false
 	if wait {
 		err = l.read(ctx, l.mmFn)
 	} else {
@@ -374,7 +420,7 @@ func (l *poolLink) drain(ctx context.Context, wait bool, fn func(payload []byte,
 		case flags&unix.MSG_TRUNC != 0:
 			fn(nil, poolProtoError(nil, "a release message longer than %d records", poolMaxBatch))
 		default:
-			fn(l.mmBuf[i][:n], nil)
+			fn(l.mmBuf[i*l.mmEntry:][:n], nil)
 		}
 	}
 	if err != nil {
@@ -393,6 +439,10 @@ func (l *poolLink) doRecvmmsg(fd uintptr) bool {
 		unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT, 0, 0)
 	switch {
 	case e == unix.EAGAIN:
+		if l.mmWait && l.relAny.Load() {
+			l.mmFlush = true
+			return true
+		}
 		return !l.mmWait
 	case e != 0:
 		l.mmErr = os.NewSyscallError("recvmmsg", e)
@@ -412,6 +462,7 @@ func (l *poolLink) recvFrame(ctx context.Context, header []byte) (rec poolRecord
 			return rec, 0, false, ferr
 		}
 		if ok {
+			l.queued.Store(l.framesBuffered())
 			rec, err = parsePoolRecord(payload, poolKindMessage)
 			if err != nil {
 				return rec, 0, false, err
@@ -467,6 +518,18 @@ func (l *poolLink) deliverFrames(fn func([]byte, error)) bool {
 		delivered = true
 	}
 	return delivered
+}
+
+// framesBuffered returns 1 if a whole frame is buffered, else 0.
+func (l *poolLink) framesBuffered() int32 {
+	avail := l.sb[l.sbR:l.sbW]
+	if l.sbSkip > 0 || len(avail) < scm.FrameLen || avail[6] != 'S' || avail[7] != 'B' {
+		return 0
+	}
+	if size := int64(binary.LittleEndian.Uint32(avail)); size <= int64(len(avail)-scm.FrameLen) {
+		return 1
+	}
+	return 0
 }
 
 // nextFrame takes the next whole frame out of the buffer. ok reports that

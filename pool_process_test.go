@@ -78,33 +78,29 @@ func TestPoolConsumerDies(t *testing.T) {
 	}
 }
 
-// TestPoolWithReleaseBatch: releases wait until the batch is full or the
-// consumer is about to wait for a message, and Flush sends them at once.
-func TestPoolWithReleaseBatch(t *testing.T) {
+// TestPoolReleasesHeldBack: while messages that arrived already wait for
+// Receive, releases are held back and sent together; never while Receive
+// waits; at once on Flush.
+func TestPoolReleasesHeldBack(t *testing.T) {
+	defer sealbuf.SetPoolHoldBack(time.Hour)() // held until flushed: no timer in the way
 	for _, st := range poolSockTypes {
 		t.Run(st.name, func(t *testing.T) {
 			const slots = 6
-			pc, cc := poolConns(t, st.typ)
-			p, err := sealbuf.NewPool(pc, slots, 64)
-			require.NoError(t, err)
-			defer p.Close()
-			r, err := sealbuf.AcceptPool(cc, sealbuf.WithReleaseBatch(4))
-			require.NoError(t, err)
-			defer r.Close()
+			p, r := newPoolPair(t, st.typ, slots, 64)
 			ctx := context.Background()
 			send := func(k int) {
+				t.Helper()
 				for range k {
 					s, err := p.Acquire(ctx)
 					require.NoError(t, err)
 					require.NoError(t, s.Send(1, nil))
 				}
 			}
-			receiveRelease := func(k int) {
-				for range k {
-					v, _, err := r.Receive(ctx, nil)
-					require.NoError(t, err)
-					require.NoError(t, v.Release())
-				}
+			receive := func() sealbuf.View {
+				t.Helper()
+				v, _, err := r.Receive(ctx, nil)
+				require.NoError(t, err)
+				return v
 			}
 			requireFree := func(n int) {
 				t.Helper()
@@ -122,20 +118,27 @@ func TestPoolWithReleaseBatch(t *testing.T) {
 					require.NoError(t, s.Discard())
 				}
 			}
-			send(slots)
-			receiveRelease(3) // held back: fewer than 4
-			requireFree(0)
-			receiveRelease(1) // the fourth sends all four
-			requireFree(4)
-			receiveRelease(1)
-			requireFree(4)
-			require.NoError(t, r.Flush())
-			requireFree(5)
 
-			// Receive flushes before it waits.
-			v, _, err := r.Receive(ctx, nil) // the sixth message, queued
-			require.NoError(t, err)
-			require.NoError(t, v.Release())
+			send(slots) // all queued before the consumer looks
+			for range slots - 1 {
+				require.NoError(t, receive().Release())
+				requireFree(0) // held back: more messages are waiting
+			}
+			require.NoError(t, receive().Release()) // the last one: all go
+			requireFree(slots)
+
+			send(2)
+			require.NoError(t, receive().Release())
+			requireFree(slots - 2)
+			require.NoError(t, r.Flush())
+			requireFree(slots - 1)
+			require.NoError(t, receive().Release())
+			requireFree(slots)
+
+			// A release held back goes before Receive waits.
+			send(2)
+			require.NoError(t, receive().Release())
+			b := receive() // kept
 			got := make(chan error, 1)
 			go func() {
 				v, _, err := r.Receive(ctx, nil)
@@ -144,14 +147,40 @@ func TestPoolWithReleaseBatch(t *testing.T) {
 				}
 				got <- err
 			}()
-			var s []sealbuf.Slot
-			for range slots { // succeeds only once the waiting Receive flushed
-				x, err := p.Acquire(ctx)
+			var acquired []sealbuf.Slot
+			for range slots - 1 { // the last needs the release the waiting Receive sent
+				s, err := p.Acquire(ctx)
 				require.NoError(t, err)
-				s = append(s, x)
+				acquired = append(acquired, s)
 			}
-			require.NoError(t, s[0].Send(1, nil))
+			require.NoError(t, acquired[0].Send(1, nil))
 			require.NoError(t, <-got)
+			require.NoError(t, b.Release())
+		})
+	}
+}
+
+// TestPoolHoldBackIsBounded: a consumer that releases with messages
+// waiting, and then stops calling Receive, keeps the slot only briefly.
+func TestPoolHoldBackIsBounded(t *testing.T) {
+	defer sealbuf.SetPoolHoldBack(5 * time.Millisecond)()
+	for _, st := range poolSockTypes {
+		t.Run(st.name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.typ, 2, 64)
+			ctx := context.Background()
+			for range 2 {
+				s, err := p.Acquire(ctx)
+				require.NoError(t, err)
+				require.NoError(t, s.Send(1, nil))
+			}
+			v, _, err := r.Receive(ctx, nil)
+			require.NoError(t, err)
+			require.NoError(t, v.Release()) // held: the second message waits
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			s, err := p.Acquire(tctx)
+			require.NoError(t, err, "the held-back release must arrive without another Receive")
+			require.NoError(t, s.Discard())
 		})
 	}
 }

@@ -29,7 +29,6 @@ type PoolReader struct {
 	mem   []byte // read-only shared mapping of the whole pool
 	hello poolHello
 	seals memfd.Seals
-	batch int // release records per message (WithReleaseBatch)
 
 	held []atomic.Uint64 // per slot: generation<<1 | 1 while a View holds it
 
@@ -75,7 +74,6 @@ func AcceptPool(c *Conn, opts ...PoolOption) (*PoolReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: accept pool: %w", err)
 	}
-	r.batch = o.releaseBatch
 	return r, nil
 }
 
@@ -84,7 +82,7 @@ func acceptPool(c *Conn, hello []byte, files []*os.File, maxSize int64) (*PoolRe
 	if err != nil {
 		return nil, err
 	}
-	link, err := newPoolLink(c, 2*(8+poolRecordLen+h.maxHeader))
+	link, err := newPoolLink(c, poolRecordLen+h.maxHeader)
 	if err != nil {
 		unmap(mem)
 		file.Close()
@@ -135,9 +133,7 @@ func openPool(hello []byte, files []*os.File, maxSize int64) (poolHello, *memfd.
 	return h, file, mem, seals, nil
 }
 
-// Flush sends the releases that WithReleaseBatch holds back, if any. Call
-// it when the consumer stops receiving for a while (Receive flushes by
-// itself before it waits).
+// Flush sends the releases held back, if any (see Release), at once.
 func (r *PoolReader) Flush() error {
 	if r.isClosed() {
 		return fmt.Errorf("sealbuf: pool: flush: %w", os.ErrClosed)
@@ -336,8 +332,14 @@ func (v View) Snapshot() []byte {
 	return b[:v.CopyTo(b)]
 }
 
-// Release hands the slot back to the producer: it sends a 16-byte release
-// message. Bytes returns nil from here on. Releasing a View twice fails
+// Release hands the slot back to the producer, with a 16-byte release
+// record. Bytes returns nil from here on. When more messages have already
+// arrived and wait for Receive, the record is held back and goes with the
+// next ones in one message (at most 16 records): when Receive has handed
+// out everything that had arrived and is about to wait for more, on
+// Flush, and at the latest after a quarter of a millisecond. A consumer
+// that falls behind thus pays for one release message per batch instead
+// of one per message, and never keeps a slot from the producer for long. Releasing a View twice fails
 // with ErrDoubleRelease (a stale copy of an older message of the slot:
 // ErrStaleGeneration), after Close with os.ErrClosed. When the producer is
 // gone the release is only local and Release returns nil. A producer that
@@ -368,13 +370,7 @@ func (v View) Release() error {
 	if gone {
 		return nil
 	}
-	rec := poolRecord{kind: poolKindRelease, slot: v.slot, gen: v.gen}
-	var err error
-	if r.batch > 1 {
-		err = r.link.deferRelease(rec, r.batch)
-	} else {
-		err = r.link.sendRecord(rec, nil)
-	}
+	err := r.link.release(poolRecord{kind: poolKindRelease, slot: v.slot, gen: v.gen})
 	if err != nil && errors.Is(err, io.EOF) {
 		r.mu.Lock()
 		r.peerGone = true

@@ -626,6 +626,30 @@ func TestPoolZeroAllocs(t *testing.T) {
 				require.Zero(t, allocs, "allocations per message")
 			}
 
+			// Two messages at a time: the first release is held back
+			// (a message waits) and goes with the second.
+			allocs := testing.AllocsPerRun(1000, func() {
+				for range 2 {
+					s, err := p.Acquire(cctx)
+					if err != nil {
+						panic(err)
+					}
+					if err := s.Send(1, out); err != nil {
+						panic(err)
+					}
+				}
+				for range 2 {
+					v, _, err := r.Receive(cctx, hdr)
+					if err != nil {
+						panic(err)
+					}
+					if err := v.Release(); err != nil {
+						panic(err)
+					}
+				}
+			})
+			require.Zero(t, allocs, "allocations per message with releases held back")
+
 			// With back-pressure: the producer waits for each release,
 			// which a consumer goroutine sends while it blocks.
 			done := make(chan struct{})
@@ -644,7 +668,7 @@ func TestPoolZeroAllocs(t *testing.T) {
 					v.Release()
 				}
 			}()
-			allocs := testing.AllocsPerRun(1000, func() {
+			allocs = testing.AllocsPerRun(1000, func() {
 				s, err := p.Acquire(cctx)
 				if err != nil {
 					panic(err)
