@@ -50,6 +50,7 @@ func TestPoolChild(t *testing.T) {
 	}
 	fn := poolChildRoles[role]
 	require.NotNil(t, fn, "unknown pool child role %q", role)
+	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
 	sock := os.NewFile(3, "pool-parent-socket")
 	defer sock.Close()
 	require.NoError(t, fn(sock, os.Getenv(poolChildArgEnv)))

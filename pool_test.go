@@ -249,17 +249,23 @@ func TestPoolConsumerMapsReadOnly(t *testing.T) {
 	require.ErrorIs(t, err, unix.EPERM)
 	require.ErrorIs(t, f.Truncate(1), unix.EPERM)
 	require.ErrorIs(t, f.Truncate(1<<30), unix.EPERM)
-	_, err = unix.Mmap(int(poolFd(t, f)), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	require.ErrorIs(t, err, unix.EPERM)
+	require.ErrorIs(t, poolMapWritable(t, f, page), unix.EPERM)
 	require.NoError(t, v.Release())
 }
 
-func poolFd(t testing.TB, f *os.File) uintptr {
+// poolMapWritable tries a writable shared mapping of f (unmapping it at
+// once if the kernel allows it) and returns the kernel's answer.
+func poolMapWritable(t testing.TB, f *os.File, size int) error {
 	rc, err := f.SyscallConn()
 	require.NoError(t, err)
-	var n uintptr
-	require.NoError(t, rc.Control(func(fd uintptr) { n = fd }))
-	return n
+	var merr error
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		var m []byte
+		if m, merr = unix.Mmap(int(fd), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); merr == nil {
+			unix.Munmap(m)
+		}
+	}))
+	return merr
 }
 
 // poolMapsLine returns the /proc/self/maps line of the mapping holding addr.
