@@ -241,7 +241,7 @@ func (l *poolLink) flushLocked() error {
 
 func (l *poolLink) doSend(fd uintptr) bool {
 	for {
-		n, err := poolSendmsg(int(fd), &l.sParts)
+		n, err := scm.Sendmsg(int(fd), l.sParts[:], nil)
 		if err == unix.EAGAIN {
 			return false
 		}
@@ -262,27 +262,6 @@ func (l *poolLink) doSend(fd uintptr) bool {
 			return true
 		}
 	}
-}
-
-// poolSendmsg is sendmsg(2) of up to three parts, no descriptors.
-func poolSendmsg(fd int, parts *[3][]byte) (int, error) {
-	var iov [3]unix.Iovec
-	var msg unix.Msghdr
-	k := 0
-	for _, p := range parts {
-		if len(p) > 0 {
-			iov[k].Base = &p[0]
-			iov[k].SetLen(len(p))
-			k++
-		}
-	}
-	msg.Iov = &iov[0]
-	msg.SetIovlen(k)
-	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }
 
 // --- receiving one message (consumer) ---
