@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/handoff"
 )
 
 // BenchmarkPool measures one message handed from this process to a
@@ -26,8 +27,9 @@ import (
 //	pool        Pool → PoolReader over unixpacket: copy into a slot, a
 //	            16-byte message, a 16-byte release back (several in one
 //	            message when the consumer is behind)
-//	pool-floor  PoolFloor: the pool's protocol with raw blocking read and
-//	            write, no checks, no batching: the floor of slot reuse
+//	pool-floor  handoff.PoolFloor: the pool's protocol with raw blocking
+//	            read and write, no checks, no batching: the floor of slot
+//	            reuse
 //	socket      write(2) of the bytes into an AF_UNIX stream socket and
 //	            read(2) into a buffer on the other side: the copy users
 //	            would otherwise make
@@ -121,18 +123,26 @@ func benchPool(b *testing.B, src []byte) {
 func benchPoolFloor(b *testing.B, src []byte) {
 	sock, cmd := startPoolChild(b, "bench-floor", "", unix.SOCK_SEQPACKET)
 	slots := poolBenchSlots(len(src))
-	f, err := sealbuf.NewPoolFloor(sock, slots, len(src))
+	f, err := handoff.NewPoolFloor(sock, slots, len(src))
 	require.NoError(b, err)
+	send := func() {
+		s, err := f.Acquire()
+		if err != nil {
+			b.Fatal(err)
+		}
+		copy(s, src)
+		if err := f.Send(len(src)); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for range 2 * slots {
-		require.NoError(b, f.Send(src))
+		send()
 	}
 	require.NoError(b, f.Drain())
 	b.ResetTimer()
 	cpu0 := poolCPU()
 	for range b.N {
-		if err := f.Send(src); err != nil {
-			b.Fatal(err)
-		}
+		send()
 	}
 	require.NoError(b, f.Drain())
 	b.StopTimer()

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/handoff"
 )
 
 // The pool's child processes are this test binary run again with
@@ -202,7 +203,7 @@ func poolChildBenchPool(sock *os.File, _ string) error {
 
 // poolChildBenchFloor is poolChildBenchPool on the raw floor.
 func poolChildBenchFloor(sock *os.File, _ string) error {
-	r, err := sealbuf.AcceptPoolFloor(sock)
+	r, err := handoff.AcceptPoolFloor(sock)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/handoff"
 )
 
 // TestPoolAcrossProcesses hands messages of every length to a consumer in
@@ -189,11 +190,15 @@ func TestPoolHoldBackIsBounded(t *testing.T) {
 // checks it refuses an unsealed pool like AcceptPool.
 func TestPoolFloor(t *testing.T) {
 	sock, child := startPoolChild(t, "bench-floor", "", unix.SOCK_SEQPACKET)
-	f, err := sealbuf.NewPoolFloor(sock, 3, 10000)
+	f, err := handoff.NewPoolFloor(sock, 3, 10000)
 	require.NoError(t, err)
 	src := make([]byte, 10000)
 	for range 1000 {
-		require.NoError(t, f.Send(src))
+		s, err := f.Acquire()
+		require.NoError(t, err)
+		require.Len(t, s, len(src))
+		copy(s, src)
+		require.NoError(t, f.Send(len(src)))
 	}
 	require.NoError(t, f.Drain())
 	require.NoError(t, f.Close())
@@ -205,6 +210,6 @@ func TestPoolFloor(t *testing.T) {
 	bf, err := b.File()
 	require.NoError(t, err)
 	defer bf.Close()
-	_, err = sealbuf.AcceptPoolFloor(bf)
+	_, err = handoff.AcceptPoolFloor(bf)
 	require.ErrorIs(t, err, sealbuf.ErrNotSealed)
 }
