@@ -45,16 +45,45 @@ func TestBenchJSON(t *testing.T) {
 		}
 		require.Contains(t, rows, mode, "stderr: %s", stderr.String())
 	}
+	// The pool modes are in the default table, with a row each.
+	for _, mode := range []string{"pool", "pool-floor"} {
+		require.Contains(t, benchModes, mode)
+		require.Contains(t, rows, mode, "stderr: %s", stderr.String())
+	}
+}
+
+// TestBenchJSONPool runs only the pool modes, at two sizes, with -modes:
+// socket comes first as the reference, then one row per pool mode and size.
+func TestBenchJSONPool(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := runBench([]string{"-sizes", "4K,1M", "-time", "50ms", "-json", "-modes", "pool,pool-floor"}, &stdout, &stderr)
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	var got []string
+	for line := range strings.Lines(stdout.String()) {
+		var row struct {
+			Mode     string  `json:"mode"`
+			Size     int64   `json:"size"`
+			NsPerMsg float64 `json:"ns_per_msg"`
+			VsSocket float64 `json:"vs_socket"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &row), "line %q", line)
+		require.Positive(t, row.NsPerMsg, "line %q", line)
+		require.Positive(t, row.VsSocket, "line %q", line)
+		got = append(got, row.Mode+"/"+sizeName(row.Size))
+	}
+	require.Equal(t, []string{"socket/4K", "pool/4K", "pool-floor/4K", "socket/1M", "pool/1M", "pool-floor/1M"}, got, "stderr: %s", stderr.String())
 }
 
 func TestBenchTable(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, handoffTable(&out, []string{"socket", "sealed"}, []int64{4096}, 20e6))
+	// The demo's modes.
+	require.NoError(t, handoffTable(&out, []string{"socket", "sealed", "pool"}, []int64{4096}, 20e6))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 3, "%s", out.String())
+	require.Len(t, lines, 4, "%s", out.String())
 	require.True(t, strings.HasPrefix(lines[0], "size"), "%s", out.String())
 	require.Contains(t, lines[1], "socket")
 	require.Contains(t, lines[2], "sealed")
+	require.Contains(t, lines[3], "pool")
 }
 
 func TestBenchSizes(t *testing.T) {

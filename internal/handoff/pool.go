@@ -1,0 +1,210 @@
+//go:build linux
+
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sealbuf/sealbuf"
+	"golang.org/x/sys/unix"
+)
+
+// The pool modes hand every message through one reused shared slot: a pool
+// of one slot of the message size, mapped once on each side, over
+// unixpacket. The producer fills the slot in place and sends a 16-byte
+// record; the consumer reads the slot in place, checks it and releases it.
+// With one slot the release is the ack: the producer waits for it by
+// acquiring the slot again, at the end of each Send, so that one message
+// is in flight at a time and its whole cost falls inside Send.
+//
+// pool is the library (sealbuf.NewPool, Acquire, Send; AcceptPool,
+// Receive, Release). pool-floor is the same steps in raw x/sys/unix calls
+// on a blocking socket (PoolFloor): the floor the pool is measured
+// against.
+
+func init() {
+	Register(Mode{
+		Name:     "pool",
+		Socket:   unix.SOCK_SEQPACKET,
+		Supports: poolFits,
+		Producer: newPoolProducer,
+		Consume:  consumePool,
+	})
+	Register(Mode{
+		Name:     "pool-floor",
+		Socket:   unix.SOCK_SEQPACKET,
+		Supports: poolFits,
+		Producer: newPoolFloorProducer,
+		Consume:  consumePoolFloor,
+	})
+}
+
+// poolFits reports whether a pool can have one slot of size bytes.
+func poolFits(size int) error {
+	if size < 1 || size > sealbuf.PoolMaxSlotSize {
+		return fmt.Errorf("a pool slot holds 1 to %d bytes, not %d", sealbuf.PoolMaxSlotSize, size)
+	}
+	return nil
+}
+
+type poolProducer struct {
+	pool *sealbuf.Pool
+	slot sealbuf.Slot // acquired: the next message goes into it
+	held bool
+	size int
+}
+
+func newPoolProducer(sock *os.File, size int) (Producer, error) {
+	conn, err := newConn(sock)
+	if err != nil {
+		return nil, err
+	}
+	p, err := sealbuf.NewPool(conn, 1, size)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s, err := p.Acquire(context.Background())
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &poolProducer{pool: p, slot: s, held: true, size: size}, nil
+}
+
+func (p *poolProducer) Note() string { return "1 slot: Acquire, fill, Send; Receive, Release" }
+
+func (p *poolProducer) Send(k uint64) error {
+	if !p.held {
+		return errors.New("no slot acquired (an earlier message failed)")
+	}
+	Fill(p.slot.Bytes(), k)
+	if err := p.slot.Send(p.size, nil); err != nil {
+		return err
+	}
+	p.held = false
+	// The consumer's release is the ack: wait for it now.
+	s, err := p.pool.Acquire(context.Background())
+	if err != nil {
+		return fmt.Errorf("wait for the release: %w", err)
+	}
+	p.slot, p.held = s, true
+	return nil
+}
+
+func (p *poolProducer) Close() error {
+	if p.held {
+		p.slot.Discard()
+		p.held = false
+	}
+	return p.pool.Close()
+}
+
+func consumePool(sock *os.File, size int) error {
+	conn, err := newConn(sock)
+	if err != nil {
+		return err
+	}
+	r, err := sealbuf.AcceptPool(conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer r.Close()
+	if r.SlotSize() != size {
+		return fmt.Errorf("pool of %d-byte slots, want %d", r.SlotSize(), size)
+	}
+	ctx := context.Background()
+	for k := uint64(0); ; k++ {
+		v, _, err := r.Receive(ctx, nil)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if v.Len() != size {
+			v.Release()
+			return fmt.Errorf("message %d: %d bytes, want %d", k, v.Len(), size)
+		}
+		if err := Check(v.Bytes(), k); err != nil {
+			v.Release()
+			return err
+		}
+		if err := v.Release(); err != nil {
+			return err
+		}
+	}
+}
+
+type poolFloorProducer struct {
+	floor *PoolFloor
+	slot  []byte // acquired: the next message goes into it
+	size  int
+}
+
+func newPoolFloorProducer(sock *os.File, size int) (Producer, error) {
+	f, err := NewPoolFloor(sock, 1, size)
+	if err != nil {
+		return nil, err
+	}
+	slot, err := f.Acquire()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &poolFloorProducer{floor: f, slot: slot, size: size}, nil
+}
+
+func (p *poolFloorProducer) Note() string {
+	return "1 slot, raw x/sys/unix calls, blocking socket"
+}
+
+func (p *poolFloorProducer) Send(k uint64) error {
+	if p.slot == nil {
+		return errors.New("no slot acquired (an earlier message failed)")
+	}
+	Fill(p.slot, k)
+	if err := p.floor.Send(p.size); err != nil {
+		return err
+	}
+	p.slot = nil
+	slot, err := p.floor.Acquire() // waits for the release: the ack
+	if err != nil {
+		return fmt.Errorf("wait for the release: %w", err)
+	}
+	p.slot = slot
+	return nil
+}
+
+func (p *poolFloorProducer) Close() error { return p.floor.Close() }
+
+func consumePoolFloor(sock *os.File, size int) error {
+	r, err := AcceptPoolFloor(sock)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for k := uint64(0); ; k++ {
+		b, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(b) != size {
+			return fmt.Errorf("message %d: %d bytes, want %d", k, len(b), size)
+		}
+		if err := Check(b, k); err != nil {
+			return err
+		}
+		if err := r.Release(); err != nil {
+			return err
+		}
+	}
+}
