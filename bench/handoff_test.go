@@ -29,6 +29,8 @@ var handoffModes = []struct{ bench, mode string }{
 	{"hugetlb", "sealed-hugetlb"},
 	{"prefault", "sealed-prefault"},
 	{"mmap-go", "mmap-go"},
+	{"pool", "pool"},
+	{"pool-floor", "pool-floor"},
 }
 
 var sizes = []int{4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20}
@@ -61,7 +63,8 @@ func handoffOptions() handoff.Options {
 // steps in raw calls on blocking sockets, floor-netpoll the floor waiting
 // through Go's netpoller as sealbuf.Conn does, hugetlb and prefault the
 // library with huge pages and with memfds populated ahead, mmap-go a
-// /dev/shm file per message mapped with mmap-go.
+// /dev/shm file per message mapped with mmap-go, pool one reused slot of a
+// sealbuf.Pool (the release is the ack), pool-floor the same in raw calls.
 func BenchmarkHandoff(b *testing.B) {
 	opt := handoffOptions()
 	if opt.CPU >= 0 {

@@ -7,9 +7,9 @@
 //
 // Every mode does the same work per message: the producer writes every
 // payload byte (a pattern that depends on the message index, see Fill),
-// hands the message over, and waits for a one-byte ack; the consumer reads
-// every byte, checks it (a wrong byte fails the run), releases the message
-// and acks. One message in flight at a time (ping-pong), so ns/msg is the
+// hands the message over, and waits for an ack (one byte; in the pool modes
+// the release of the slot); the consumer reads every byte, checks it (a
+// wrong byte fails the run), releases the message and acks. One message in flight at a time (ping-pong), so ns/msg is the
 // full cost of one handoff, both sides included.
 //
 // The binary must dispatch the consumer role: when the environment variable
@@ -60,7 +60,8 @@ type Mode struct {
 	Producer func(sock *os.File, size int) (Producer, error)
 	// Consume receives size-byte messages from sock until the producer hangs
 	// up, checks every byte of message k (0, 1, 2…) with Check, and acks each
-	// with one byte. It returns nil at end of file.
+	// (with one byte, or by releasing the pool slot). It returns nil at end
+	// of file.
 	Consume func(sock *os.File, size int) error
 }
 
