@@ -2,7 +2,14 @@
 
 package sealbuf
 
-import "github.com/sealbuf/sealbuf/memfd"
+import (
+	"math"
+
+	"github.com/sealbuf/sealbuf/memfd"
+)
+
+// noLimit is the size limit of a policy without MaxSize.
+const noLimit = math.MaxInt64
 
 // Option configures the producer side: New and FromBytes.
 type Option func(*options)
@@ -40,7 +47,7 @@ type OpenOption func(*openPolicy)
 
 type openPolicy struct {
 	require memfd.Seals
-	maxSize int64 // < 0: no limit
+	maxSize int64 // noLimit unless MaxSize was given
 }
 
 // Require adds seals to the set Open requires. It never weakens the default
@@ -48,12 +55,12 @@ type openPolicy struct {
 func Require(s memfd.Seals) OpenOption { return func(p *openPolicy) { p.require |= s } }
 
 // MaxSize refuses memfds larger than n bytes with ErrTooLarge; exactly n is
-// fine. Set it on every Open of a descriptor from a peer you do not control,
+// fine (a negative n refuses every memfd). Set it on every Open of a descriptor from a peer you do not control,
 // so a peer cannot make you map more than you planned for.
 func MaxSize(n int64) OpenOption { return func(p *openPolicy) { p.maxSize = n } }
 
 func newOpenPolicy(opts []OpenOption) openPolicy {
-	p := openPolicy{require: memfd.SealImmutable, maxSize: -1}
+	p := openPolicy{require: memfd.SealImmutable, maxSize: noLimit}
 	for _, opt := range opts {
 		opt(&p)
 	}
@@ -82,7 +89,7 @@ func MapMaxSize(n int64) MapOption { return func(p *mapPolicy) { p.maxSize = n }
 func MapReadOnly() MapOption { return func(p *mapPolicy) { p.readOnly = true } }
 
 func newMapPolicy(opts []MapOption) mapPolicy {
-	p := mapPolicy{maxSize: -1}
+	p := mapPolicy{maxSize: noLimit}
 	for _, opt := range opts {
 		opt(&p)
 	}

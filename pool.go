@@ -106,7 +106,7 @@ func WithPoolMaxHeader(n int) PoolOption { return func(o *poolOptions) { o.maxHe
 func WithPoolMaxSize(n int64) PoolOption { return func(o *poolOptions) { o.maxSize = n } }
 
 func newPoolOptions(opts []PoolOption) poolOptions {
-	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: -1}
+	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: noLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -59,7 +59,7 @@ func AcceptPool(c *Conn, opts ...PoolOption) (*PoolReader, error) {
 	}
 	o := newPoolOptions(opts)
 	maxSize := o.maxSize
-	if cp := c.policy.maxSize; cp >= 0 && (maxSize < 0 || cp < maxSize) {
+	if cp := c.policy.maxSize; cp < maxSize {
 		maxSize = cp
 	}
 	var hb [poolHelloLen + 1]byte

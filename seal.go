@@ -34,14 +34,14 @@ func verify(file *memfd.File, require memfd.Seals, maxSize int64) (memfd.Seals, 
 // verifyInfo applies a policy to what adoption observed, before anything is
 // mapped: the seals present must include require (required ⊆ present, never
 // equality: kernels add seals such as exec on their own), and the size must
-// fit maxSize (< 0: no limit) and the address space. The seals were read
+// fit maxSize (noLimit when none was set) and the address space. The seals were read
 // before the size, so for a memfd sealed against shrinking and growing the
 // size checked here is the size for good.
 func verifyInfo(name string, info memfd.Info, require memfd.Seals, maxSize int64) (int, error) {
 	if missing := info.Seals.Missing(require); missing != 0 {
 		return 0, notSealedError(name, missing, info.Seals)
 	}
-	if maxSize >= 0 && info.Size > maxSize {
+	if info.Size > maxSize {
 		return 0, fmt.Errorf("memfd %q has %d bytes, more than the %d allowed (MaxSize): %w", name, info.Size, maxSize, ErrTooLarge)
 	}
 	if info.Size > maxMappable || info.Size > math.MaxInt {

@@ -1,6 +1,7 @@
 package sigbus
 
 import (
+	"runtime"
 	"runtime/debug"
 	"unsafe"
 )
@@ -26,8 +27,10 @@ func Guard(mem []byte, fn func()) (err error) {
 		if r == nil {
 			return
 		}
+		// Only the runtime's own fault panics count: a panic value of the
+		// caller's that happens to have an Addr method is not a fault.
 		f, ok := r.(interface{ Addr() uintptr })
-		if !ok {
+		if _, isRuntime := r.(runtime.Error); !ok || !isRuntime {
 			panic(r)
 		}
 		addr := f.Addr()
