@@ -330,29 +330,6 @@ func (l *poolLink) recvMessage(ctx context.Context, header []byte) (rec poolReco
 	return rec, hn, true, nil
 }
 
-// poolRecvmsg is recvmsg(2) into two buffers, close-on-exec, non-blocking.
-func poolRecvmsg(fd int, p, q, oob []byte, flags int) (n, oobn, mflags int, err error) {
-	var iov [2]unix.Iovec
-	var msg unix.Msghdr
-	k := 0
-	for _, b := range [2][]byte{p, q} {
-		if len(b) > 0 {
-			iov[k].Base = &b[0]
-			iov[k].SetLen(len(b))
-			k++
-		}
-	}
-	msg.Iov = &iov[0]
-	msg.SetIovlen(k)
-	msg.Control = &oob[0]
-	msg.SetControllen(len(oob))
-	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags|unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT))
-	if e != 0 {
-		return 0, 0, 0, e
-	}
-	return int(r), int(msg.Controllen), int(msg.Flags), nil
-}
-
 // closeAttached closes every descriptor a peer attached to a pool message
 // (only the hello may carry one) and reports them.
 func closeAttached(oob []byte, flags int) error {
@@ -605,7 +582,7 @@ func (l *poolLink) fillStream(ctx context.Context, wait bool) (int, error) {
 }
 
 func (l *poolLink) doStreamRead(fd uintptr) bool {
-	n, oobn, flags, err := poolRecvmsg(int(fd), l.sb[l.sbW:], nil, l.rOOB[:], 0)
+	n, oobn, flags, err := scm.Recvmsg(int(fd), l.sb[l.sbW:], l.rOOB[:], 0)
 	if err == unix.EAGAIN {
 		if l.sbWait && l.relAny.Load() {
 			l.sbFlush = true
