@@ -113,12 +113,13 @@ func openPool(hello []byte, files []*os.File, maxSize int64) (poolHello, *memfd.
 	if len(files) != 1 {
 		return h, nil, nil, 0, poolProtoError(nil, "the hello carries %d descriptors, want exactly 1 (all closed)", len(files))
 	}
-	file, err := memfd.FromFile(files[0])
+	file, info, err := memfd.Adopt(files[0])
 	if err != nil {
 		return h, nil, nil, 0, err
 	}
 	files[0] = nil // file owns it now
-	seals, size, err := verify(file, poolSeals, maxSize)
+	seals := info.Seals
+	size, err := verifyInfo(file.Name(), info, poolSeals, maxSize)
 	if err == nil && size != h.slots*h.stride {
 		err = poolProtoError(nil, "memfd %q has %d bytes, but the hello announces %d slots × %d", file.Name(), size, h.slots, h.stride)
 	}

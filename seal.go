@@ -16,21 +16,6 @@ import (
 // user address space of x86-64 with 4-level page tables.
 const maxMappable = 1 << 47
 
-// verify is verifyInfo for a File adopted earlier: it asks the kernel for
-// the seals, then the size, and returns both.
-func verify(file *memfd.File, require memfd.Seals, maxSize int64) (memfd.Seals, int, error) {
-	seals, err := file.Seals()
-	if err != nil {
-		return 0, 0, err
-	}
-	size, err := file.Size()
-	if err != nil {
-		return 0, 0, err
-	}
-	n, err := verifyInfo(file.Name(), memfd.Info{Seals: seals, Size: size}, require, maxSize)
-	return seals, n, err
-}
-
 // verifyInfo applies a policy to what adoption observed, before anything is
 // mapped: the seals present must include require (required ⊆ present, never
 // equality: kernels add seals such as exec on their own), and the size must
