@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -143,8 +144,18 @@ func (p *floorProducer) Send(k uint64) error {
 		}
 		off += n
 	}
-	if _, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, floorSeals); err != nil {
-		return os.NewSyscallError("fcntl F_ADD_SEALS", err)
+	// The kernel may refuse the write seal with EBUSY while a fresh page
+	// still has a transient extra reference; the library retries, so the
+	// floor does too (seen under load at 1 MiB).
+	for try := 0; ; try++ {
+		_, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, floorSeals)
+		if err == nil {
+			break
+		}
+		if err != unix.EBUSY || try == 2 {
+			return os.NewSyscallError("fcntl F_ADD_SEALS", err)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	binary.NativeEndian.PutUint32(p.oob[unix.CmsgLen(0):], uint32(mfd))
 	binary.LittleEndian.PutUint64(p.hdr[:], k)

@@ -35,3 +35,30 @@ func TestFillEveryByteChanges(t *testing.T) {
 		require.NotEqual(t, a[i], b[i], "byte %d is the same in messages 0 and 1", i)
 	}
 }
+
+func BenchmarkFill(b *testing.B) {
+	p := make([]byte, 1<<20)
+	b.SetBytes(int64(len(p)))
+	for i := 0; i < b.N; i++ {
+		Fill(p, uint64(i))
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	p := make([]byte, 1<<20)
+	Fill(p, 7)
+	b.SetBytes(int64(len(p)))
+	for i := 0; i < b.N; i++ {
+		if err := Check(p, 7); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMemmove(b *testing.B) {
+	p, q := make([]byte, 1<<20), make([]byte, 1<<20)
+	b.SetBytes(int64(len(p)))
+	for i := 0; i < b.N; i++ {
+		copy(p, q)
+	}
+}
