@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/sealbuf/sealbuf/internal/scm"
 	"golang.org/x/sys/unix"
@@ -33,6 +34,8 @@ type Conn struct {
 	stream   bool
 	policy   openPolicy
 	maxFiles int
+	// blockingWait: how long a read waits in ppoll before the netpoller (WithBlockingWait).
+	blockingWait time.Duration
 
 	sendMu  sync.Mutex
 	sendOOB []byte

@@ -86,6 +86,9 @@ type poolLink struct {
 	sbFlush bool
 	sbFn    func(uintptr) bool
 	broken  error // a stream out of sync: every later read fails with it
+
+	// polled: this blocking read already waited in ppoll (WithBlockingWait).
+	polled bool
 }
 
 const (
@@ -386,6 +389,9 @@ func (l *poolLink) drain(ctx context.Context, wait bool, fn func(payload []byte,
 }
 
 func (l *poolLink) doRecvmmsg(fd uintptr) bool {
+	if l.mmWait && !l.relAny.Load() {
+		l.waitInKernel(fd)
+	}
 	for i := range l.mm {
 		l.mm[i].Hdr.SetControllen(poolOOBLen)
 		l.mm[i].Hdr.Flags = 0
@@ -398,6 +404,9 @@ func (l *poolLink) doRecvmmsg(fd uintptr) bool {
 		if l.mmWait && l.relAny.Load() {
 			l.mmFlush = true
 			return true
+		}
+		if l.mmWait && l.waitInKernel(fd) {
+			return l.doRecvmmsg(fd)
 		}
 		return !l.mmWait
 	case e != 0:
@@ -588,6 +597,9 @@ func (l *poolLink) doStreamRead(fd uintptr) bool {
 			l.sbFlush = true
 			return true
 		}
+		if l.sbWait && l.waitInKernel(fd) {
+			return l.doStreamRead(fd)
+		}
 		return !l.sbWait
 	}
 	if err != nil {
@@ -604,8 +616,20 @@ func (l *poolLink) read(ctx context.Context, fn func(uintptr) bool) error {
 	if err != nil {
 		return err
 	}
+	l.polled = false
 	err = l.rc.Read(fn)
 	return l.w.end(ctx, tok, err)
+}
+
+// waitInKernel waits for fd in a blocking ppoll, once per blocking read,
+// when the Conn asks for it (WithBlockingWait), and reports whether fd
+// became readable.
+func (l *poolLink) waitInKernel(fd uintptr) bool {
+	if l.polled || l.c.blockingWait <= 0 {
+		return false
+	}
+	l.polled = true
+	return waitReadable(int(fd), l.c.blockingWait)
 }
 
 // poolIOError translates a socket error: a peer that hung up matches

@@ -216,9 +216,21 @@ func (c *Conn) recv(p []byte, flags int) (n, oobn, mflags int, err error) {
 		return 0, 0, 0, err
 	}
 	var rerr error
+	waited := c.blockingWait <= 0
 	err = rc.Read(func(fd uintptr) bool {
-		n, oobn, mflags, rerr = scm.Recvmsg(int(fd), p, c.recvOOB, flags)
-		return rerr != unix.EAGAIN
+		for {
+			n, oobn, mflags, rerr = scm.Recvmsg(int(fd), p, c.recvOOB, flags)
+			if rerr != unix.EAGAIN {
+				return true
+			}
+			if waited {
+				return false
+			}
+			waited = true
+			if !waitReadable(int(fd), c.blockingWait) {
+				return false
+			}
+		}
 	})
 	if err == nil && rerr != nil {
 		err = os.NewSyscallError("recvmsg", rerr)

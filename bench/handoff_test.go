@@ -30,6 +30,7 @@ var handoffModes = []struct{ bench, mode string }{
 	{"prefault", "sealed-prefault"},
 	{"mmap-go", "mmap-go"},
 	{"pool", "pool"},
+	{"pool-netpoll", "pool-netpoll"},
 	{"pool-floor", "pool-floor"},
 }
 
@@ -64,7 +65,8 @@ func handoffOptions() handoff.Options {
 // through Go's netpoller as sealbuf.Conn does, hugetlb and prefault the
 // library with huge pages and with memfds populated ahead, mmap-go a
 // /dev/shm file per message mapped with mmap-go, pool one reused slot of a
-// sealbuf.Pool (the release is the ack), pool-floor the same in raw calls.
+// sealbuf.Pool (the release is the ack; Conns with WithBlockingWait),
+// pool-netpoll the same without it, pool-floor the same in raw calls.
 func BenchmarkHandoff(b *testing.B) {
 	opt := handoffOptions()
 	if opt.CPU >= 0 {

@@ -3,15 +3,18 @@
 package handoff
 
 import (
+	"github.com/sealbuf/sealbuf"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
-// Diagnostic modes that split the sealed mode's cost over the floor between
-// its two sides (the wire format is the same): the library's producer with
-// the floor's consumer, and the floor's producer with the library's
-// consumer. Not in the default table; `sealbuf bench -modes` takes them.
+// Diagnostic modes, not in the default table (`sealbuf bench -modes` takes
+// them): lib-producer and lib-consumer split the sealed mode's cost over
+// the floor between its two sides (the wire format is the same: the
+// library's producer with the floor's consumer, and the reverse);
+// sealed-wait is the sealed mode with WithBlockingWait, pool-netpoll the
+// pool mode without it.
 func init() {
 	Register(Mode{
 		Name:     "lib-producer",
@@ -25,4 +28,21 @@ func init() {
 		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, true) },
 		Consume:  consumeSealed,
 	})
+	Register(Mode{
+		Name:     "sealed-wait",
+		Socket:   unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newSealedProducerOpts(sock, size, diagWait) },
+		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, diagWait) },
+	})
+	Register(Mode{
+		Name:     "pool-netpoll",
+		Socket:   unix.SOCK_SEQPACKET,
+		Supports: poolFits,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, 0) },
+		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, 0) },
+	})
 }
+
+// diagWait is sealed-wait's WithBlockingWait: the sealed mode with the
+// pool mode's latency setting (it gains nothing measurable there).
+var diagWait = sealbuf.WithBlockingWait(poolWait)

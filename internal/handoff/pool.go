@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
@@ -31,8 +32,8 @@ func init() {
 		Name:     "pool",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: poolFits,
-		Producer: newPoolProducer,
-		Consume:  consumePool,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, poolWait) },
+		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolWait) },
 	})
 	Register(Mode{
 		Name:     "pool-floor",
@@ -56,10 +57,16 @@ type poolProducer struct {
 	slot sealbuf.Slot // acquired: the next message goes into it
 	held bool
 	size int
+	wait time.Duration
 }
 
-func newPoolProducer(sock *os.File, size int) (Producer, error) {
-	conn, err := newConn(sock)
+// poolWait is how long the pool mode's Conns wait in the kernel before the
+// netpoller (WithBlockingWait): the ping-pong latency configuration. The
+// diagnostic mode pool-netpoll measures the pool without it.
+const poolWait = time.Millisecond
+
+func newPoolProducer(sock *os.File, size int, wait time.Duration) (Producer, error) {
+	conn, err := newConn(sock, sealbuf.WithBlockingWait(wait))
 	if err != nil {
 		return nil, err
 	}
@@ -73,10 +80,15 @@ func newPoolProducer(sock *os.File, size int) (Producer, error) {
 		p.Close()
 		return nil, err
 	}
-	return &poolProducer{pool: p, slot: s, held: true, size: size}, nil
+	return &poolProducer{pool: p, slot: s, held: true, size: size, wait: wait}, nil
 }
 
-func (p *poolProducer) Note() string { return "1 slot: Acquire, fill, Send; Receive, Release" }
+func (p *poolProducer) Note() string {
+	if p.wait > 0 {
+		return fmt.Sprintf("1 slot: Acquire, fill, Send; Receive, Release; WithBlockingWait(%v)", p.wait)
+	}
+	return "1 slot: Acquire, fill, Send; Receive, Release; netpoller"
+}
 
 func (p *poolProducer) Send(k uint64) error {
 	if !p.held {
@@ -104,8 +116,8 @@ func (p *poolProducer) Close() error {
 	return p.pool.Close()
 }
 
-func consumePool(sock *os.File, size int) error {
-	conn, err := newConn(sock)
+func consumePool(sock *os.File, size int, wait time.Duration) error {
+	conn, err := newConn(sock, sealbuf.WithBlockingWait(wait))
 	if err != nil {
 		return err
 	}

@@ -117,21 +117,25 @@ type sealedProducer struct {
 	ack   [8]byte
 }
 
-func newConn(sock *os.File) (*sealbuf.Conn, error) {
+func newConn(sock *os.File, opts ...sealbuf.ConnOption) (*sealbuf.Conn, error) {
 	c, err := unixConn(sock)
 	if err != nil {
 		return nil, err
 	}
-	return sealbuf.NewConn(c), nil
+	return sealbuf.NewConn(c, opts...), nil
 }
 
 func newSealedProducer(sock *os.File, size int) (Producer, error) {
+	return newSealedProducerOpts(sock, size)
+}
+
+func newSealedProducerOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) (Producer, error) {
 	buf := make([]byte, size)
 	i, err := fastestBuild(buf)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := newConn(sock)
+	conn, err := newConn(sock, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +178,11 @@ func receiveAck(c *sealbuf.Conn, buf []byte) error {
 // consumeSealed is the consumer of every mode that sends sealed memfds
 // over a sealbuf.Conn.
 func consumeSealed(sock *os.File, size int) error {
-	conn, err := newConn(sock)
+	return consumeSealedOpts(sock, size)
+}
+
+func consumeSealedOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) error {
+	conn, err := newConn(sock, opts...)
 	if err != nil {
 		return err
 	}
