@@ -3,6 +3,7 @@
 package sealbuf_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -188,4 +189,34 @@ func ExampleFromBytes() {
 	// Output:
 	// 17 3 v42 <nil>
 	// 1 2 EOF
+}
+
+// A producer with idle time between messages keeps fresh, populated
+// Buffers in a Reserve: filling one takes no page fault, as the pages were
+// allocated and zeroed in the background.
+func ExampleReserve() {
+	r, err := sealbuf.NewReserve(1<<20, 2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	for i := range 3 {
+		b, err := r.Take(context.Background())
+		if err != nil {
+			log.Fatal(err)
+		}
+		copy(b.Bytes(), fmt.Sprintf("frame %d", i))
+		s, err := b.Seal()
+		if err != nil {
+			b.Close()
+			log.Fatal(err)
+		}
+		// conn.SendAndClose(header, s) would hand it over here.
+		fmt.Println(s.Len(), string(s.Bytes()[:7]))
+		s.Close()
+	}
+	// Output:
+	// 1048576 frame 0
+	// 1048576 frame 1
+	// 1048576 frame 2
 }

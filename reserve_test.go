@@ -1,0 +1,168 @@
+//go:build linux
+
+package sealbuf_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/sealtest"
+)
+
+// resident counts the pages of mem that mincore(2) reports in memory: for
+// a memfd mapping, the pages the file has allocated.
+func resident(t *testing.T, mem []byte) int {
+	t.Helper()
+	ps := os.Getpagesize()
+	vec := make([]byte, (len(mem)+ps-1)/ps)
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(mem))), uintptr(len(mem)), uintptr(unsafe.Pointer(&vec[0])))
+	require.Zero(t, errno, "mincore: %v", errno)
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+// waitReady waits until r has n Buffers ready.
+func waitReady(t *testing.T, r *sealbuf.Reserve, n int) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); r.Ready() < n; {
+		if time.Now().After(end) {
+			t.Fatalf("Ready is %d after 10 s, want %d", r.Ready(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestReserveBuffersArePopulated: what Take returns has every page in
+// memory already (the control, a plain New, has none), is zero-filled,
+// writable, and seals and opens like any Buffer.
+func TestReserveBuffersArePopulated(t *testing.T) {
+	const size = 1<<20 + 123
+	pages := (size + os.Getpagesize() - 1) / os.Getpagesize()
+
+	plain, err := sealbuf.New(size)
+	require.NoError(t, err)
+	require.Zero(t, resident(t, plain.Bytes()), "a fresh New buffer has no pages yet (the control)")
+	require.NoError(t, plain.Close())
+
+	r, err := sealbuf.NewReserve(size, 3)
+	require.NoError(t, err)
+	defer r.Close()
+	require.Equal(t, size, r.Size())
+	waitReady(t, r, 3)
+	for i := range 5 {
+		b, err := r.Take(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, size, b.Len())
+		mem := b.Bytes()
+		require.Equal(t, pages, resident(t, mem), "buffer %d: every page populated", i)
+		for j, c := range mem {
+			if c != 0 {
+				t.Fatalf("buffer %d: byte %d is %#x, want 0", i, j, c)
+			}
+		}
+		for j := range mem {
+			mem[j] = byte(i + j)
+		}
+		s, err := b.Seal()
+		require.NoError(t, err)
+		require.True(t, s.Seals().Has(memfd.SealImmutable), "%s", s.Seals())
+		require.Equal(t, size, s.Len())
+		require.Equal(t, byte(i+size-1), s.Bytes()[size-1])
+		require.NoError(t, s.Close())
+	}
+}
+
+func TestReserveArguments(t *testing.T) {
+	_, err := sealbuf.NewReserve(4096, 0)
+	require.Error(t, err, "depth 0")
+	_, err = sealbuf.NewReserve(-1, 1)
+	require.Error(t, err, "negative size")
+	_, err = sealbuf.NewReserve(1<<62, 1)
+	require.ErrorIs(t, err, sealbuf.ErrTooLarge)
+
+	r, err := sealbuf.NewReserve(0, 1)
+	require.NoError(t, err, "size 0 is a valid (empty) Buffer")
+	b, err := r.Take(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, b.Bytes())
+	require.NoError(t, b.Close())
+	require.NoError(t, r.Close())
+}
+
+// TestReserveCloseAndContext: a done context fails at once, Take after
+// Close fails with os.ErrClosed, a second Close too, and Takes racing
+// Close get a Buffer or os.ErrClosed — with nothing leaked.
+func TestReserveCloseAndContext(t *testing.T) {
+	defer sealtest.CheckLeaks(t)()
+	r, err := sealbuf.NewReserve(64<<10, 2)
+	require.NoError(t, err)
+	waitReady(t, r, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = r.Take(ctx)
+	require.ErrorIs(t, err, context.Canceled, "a done context fails even with Buffers ready")
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var taken []*sealbuf.Buffer
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				b, err := r.Take(context.Background())
+				if err != nil {
+					if !errors.Is(err, os.ErrClosed) {
+						t.Errorf("Take: %v, want a Buffer or os.ErrClosed", err)
+					}
+					return
+				}
+				mu.Lock()
+				taken = append(taken, b)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, r.Close())
+	wg.Wait()
+	_, err = r.Take(context.Background())
+	require.ErrorIs(t, err, os.ErrClosed)
+	require.ErrorIs(t, r.Close(), os.ErrClosed)
+	require.NotEmpty(t, taken)
+	for _, b := range taken {
+		require.NoError(t, b.Close())
+	}
+}
+
+// TestReserveWaitsForContext: with every ready Buffer taken and the
+// goroutine busy making 64 MiB ones, Take ends with the context.
+func TestReserveWaitsForContext(t *testing.T) {
+	r, err := sealbuf.NewReserve(64<<20, 1)
+	require.NoError(t, err)
+	defer r.Close()
+	b, err := r.Take(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Microsecond)
+	defer cancel()
+	b, err = r.Take(ctx)
+	if err == nil { // the next one was ready already: the machine is fast
+		require.NoError(t, b.Close())
+		t.Skip("the reserve refilled before the context ended")
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
