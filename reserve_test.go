@@ -57,11 +57,19 @@ func TestReserveBuffersArePopulated(t *testing.T) {
 	require.Zero(t, resident(t, plain.Bytes()), "a fresh New buffer has no pages yet (the control)")
 	require.NoError(t, plain.Close())
 
-	r, err := sealbuf.NewReserve(size, 3)
+	r, err := sealbuf.NewReserve(size, 3, sealbuf.WithName("reserve-probe"))
 	require.NoError(t, err)
 	defer r.Close()
 	require.Equal(t, size, r.Size())
 	waitReady(t, r, 3)
+
+	// A ready memfd, before anyone maps or writes it, has its blocks.
+	f := poolMemfdByName(t, "reserve-probe")
+	var st unix.Stat_t
+	require.NoError(t, unix.Stat(f.Name(), &st))
+	require.NoError(t, f.Close())
+	require.GreaterOrEqual(t, st.Blocks*512, int64(size), "a ready memfd has its pages allocated (fallocate)")
+
 	for i := range 5 {
 		b, err := r.Take(context.Background())
 		require.NoError(t, err)
@@ -85,6 +93,36 @@ func TestReserveBuffersArePopulated(t *testing.T) {
 	}
 }
 
+// TestReserveFromBytes: sealed copies of exactly len(b) bytes, up to Size;
+// longer fails with ErrTooLarge and consumes nothing.
+func TestReserveFromBytes(t *testing.T) {
+	defer sealtest.CheckLeaks(t)()
+	const size = 256<<10 + 5
+	r, err := sealbuf.NewReserve(size, 2, sealbuf.WithName("reserved"))
+	require.NoError(t, err)
+	defer r.Close()
+	for _, n := range []int{size, size - 1, 4096, 1, 0} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i * 3)
+		}
+		s, err := r.FromBytes(context.Background(), b)
+		require.NoError(t, err, "%d bytes", n)
+		require.Equal(t, n, s.Len())
+		require.True(t, s.Seals().Has(memfd.SealImmutable|memfd.SealSeal), "%s", s.Seals())
+		require.Equal(t, "reserved", s.File().Name())
+		size, err := s.File().Size()
+		require.NoError(t, err)
+		require.EqualValues(t, n, size, "the memfd is cut to len(b)")
+		require.Equal(t, b, s.Bytes()[:n:n])
+		require.NoError(t, s.Close())
+	}
+	waitReady(t, r, 2)
+	_, err = r.FromBytes(context.Background(), make([]byte, size+1))
+	require.ErrorIs(t, err, sealbuf.ErrTooLarge)
+	require.Equal(t, 2, r.Ready(), "a refused call takes nothing")
+}
+
 func TestReserveArguments(t *testing.T) {
 	_, err := sealbuf.NewReserve(4096, 0)
 	require.Error(t, err, "depth 0")
@@ -93,12 +131,19 @@ func TestReserveArguments(t *testing.T) {
 	_, err = sealbuf.NewReserve(1<<62, 1)
 	require.ErrorIs(t, err, sealbuf.ErrTooLarge)
 
+	_, err = sealbuf.NewReserve(4096, 1, sealbuf.WithHugePages(0))
+	require.ErrorContains(t, err, "huge pages")
+
 	r, err := sealbuf.NewReserve(0, 1)
 	require.NoError(t, err, "size 0 is a valid (empty) Buffer")
 	b, err := r.Take(context.Background())
 	require.NoError(t, err)
 	require.Empty(t, b.Bytes())
 	require.NoError(t, b.Close())
+	s, err := r.FromBytes(context.Background(), nil)
+	require.NoError(t, err)
+	require.Zero(t, s.Len())
+	require.NoError(t, s.Close())
 	require.NoError(t, r.Close())
 }
 

@@ -214,20 +214,26 @@ func consumeFloor(sock *os.File, size int, netpoll bool) error {
 		if err != nil {
 			return fmt.Errorf("message %d: %w", k, err)
 		}
-		err = floorRead(mfd, size, k)
+		ptr, err := floorRead(mfd, size, k)
+		if err == nil && (n != 8 || binary.LittleEndian.Uint64(hdr[:]) != k) {
+			err = fmt.Errorf("message %d: %d-byte header %x", k, n, hdr[:n])
+		}
+		if err == nil {
+			// Ack once the bytes are checked, then unmap and close, as
+			// the library's consumer does.
+			err = fs.write(func(fd int) error {
+				_, err := unix.Write(fd, ack)
+				return os.NewSyscallError("write ack", err)
+			})
+		}
+		if ptr != nil {
+			if uerr := unix.MunmapPtr(ptr, uintptr(size)); uerr != nil && err == nil {
+				err = os.NewSyscallError("munmap", uerr)
+			}
+		}
 		unix.Close(mfd)
 		if err != nil {
 			return err
-		}
-		if n != 8 || binary.LittleEndian.Uint64(hdr[:]) != k {
-			return fmt.Errorf("message %d: %d-byte header %x", k, n, hdr[:n])
-		}
-		err = fs.write(func(fd int) error {
-			_, err := unix.Write(fd, ack)
-			return err
-		})
-		if err != nil {
-			return os.NewSyscallError("write ack", err)
 		}
 	}
 }
@@ -253,32 +259,30 @@ func floorRights(oob []byte, flags int) (int, error) {
 	return fd, nil
 }
 
-func floorRead(mfd, size int, k uint64) error {
+// floorRead checks the memfd, maps it and checks its bytes. It returns the
+// mapping (nil for size 0 or on a failure to map) for the caller to unmap.
+func floorRead(mfd, size int, k uint64) (unsafe.Pointer, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(mfd, &st); err != nil {
-		return os.NewSyscallError("fstat", err)
+		return nil, os.NewSyscallError("fstat", err)
 	}
 	if st.Size != int64(size) {
-		return fmt.Errorf("message %d: memfd has %d bytes, want %d", k, st.Size, size)
+		return nil, fmt.Errorf("message %d: memfd has %d bytes, want %d", k, st.Size, size)
 	}
 	seals, err := unix.FcntlInt(uintptr(mfd), unix.F_GET_SEALS, 0)
 	if err != nil {
-		return os.NewSyscallError("fcntl F_GET_SEALS", err)
+		return nil, os.NewSyscallError("fcntl F_GET_SEALS", err)
 	}
 	const want = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if seals&want != want {
-		return fmt.Errorf("message %d: memfd seals %#x lack shrink|grow|write", k, seals)
+		return nil, fmt.Errorf("message %d: memfd seals %#x lack shrink|grow|write", k, seals)
 	}
 	if size == 0 {
-		return nil
+		return nil, nil
 	}
 	ptr, err := unix.MmapPtr(mfd, 0, nil, uintptr(size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return os.NewSyscallError("mmap", err)
+		return nil, os.NewSyscallError("mmap", err)
 	}
-	cerr := Check(unsafe.Slice((*byte)(ptr), size), k)
-	if err := unix.MunmapPtr(ptr, uintptr(size)); err != nil {
-		return os.NewSyscallError("munmap", err)
-	}
-	return cerr
+	return ptr, Check(unsafe.Slice((*byte)(ptr), size), k)
 }

@@ -74,6 +74,12 @@ type Producer interface {
 	Close() error
 }
 
+// Readier is implemented by producers that measure latency with the
+// producer not saturated: Ready waits, untimed, until work the producer
+// does in the background between messages has caught up, and the next
+// Send is timed alone.
+type Readier interface{ Ready() error }
+
 // Noter is implemented by producers that say how they built messages
 // (for example which build path they chose).
 type Noter interface{ Note() string }
@@ -196,9 +202,12 @@ func (s *Session) Note() string {
 	return ""
 }
 
-// Run hands n messages over.
+// Run hands n messages over (after each producer's Ready, if any).
 func (s *Session) Run(n int) error {
 	for range n {
+		if err := s.Ready(); err != nil {
+			return err
+		}
 		if err := s.send(); err != nil {
 			return err
 		}
@@ -207,23 +216,53 @@ func (s *Session) Run(n int) error {
 }
 
 // RunFor hands messages over until d has passed (at least one) or ctx is
-// done, and returns how many and how long they took.
+// done, and returns how many and how long they took. For a Readier
+// producer the time is the sum of the Sends alone, the Ready waits left
+// out; d still bounds the wall time.
 func (s *Session) RunFor(ctx context.Context, d time.Duration) (int, time.Duration, error) {
 	start := time.Now()
 	n := 0
+	var timed time.Duration
 	for {
+		if err := s.Ready(); err != nil {
+			return n, timed, err
+		}
+		t0 := time.Now()
 		if err := s.send(); err != nil {
-			return n, time.Since(start), err
+			return n, timed + time.Since(t0), err
 		}
 		n++
-		el := time.Since(start)
-		if el >= d {
-			return n, el, nil
+		now := time.Now()
+		timed += now.Sub(t0)
+		if now.Sub(start) >= d {
+			if !s.Paced() {
+				timed = now.Sub(start)
+			}
+			return n, timed, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return n, el, err
+			return n, timed, err
 		}
 	}
+}
+
+// Paced reports whether the producer is a Readier: its messages are timed
+// one by one, each after an untimed Ready.
+func (s *Session) Paced() bool {
+	_, ok := s.prod.(Readier)
+	return ok
+}
+
+// Ready runs the producer's untimed Ready (nothing for other producers).
+func (s *Session) Ready() error {
+	r, ok := s.prod.(Readier)
+	if !ok {
+		return nil
+	}
+	if err := r.Ready(); err != nil {
+		return s.childError(fmt.Errorf("%s, ready for message %d: %w", s.mode.Name, s.next, err))
+	}
+	return nil
 }
 
 func (s *Session) send() error {

@@ -197,21 +197,25 @@ func consumeSealedOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) erro
 		if err != nil {
 			return err
 		}
-		if err := checkSealed(hdr[:n], bufs, k, size); err != nil {
-			return err
+		// Ack once the bytes are checked, then close (unmap and drop the
+		// memfd: for the last reference the kernel frees its pages).
+		err = checkSealed(hdr[:n], bufs, k, size)
+		if err == nil {
+			err = conn.Send(ack)
 		}
-		if err := conn.Send(ack); err != nil {
+		for _, b := range bufs {
+			if cerr := b.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
 }
 
+// checkSealed checks message k; the caller closes bufs.
 func checkSealed(hdr []byte, bufs []*sealbuf.Sealed, k uint64, size int) error {
-	defer func() {
-		for _, b := range bufs {
-			b.Close()
-		}
-	}()
 	if len(hdr) != 8 || binary.LittleEndian.Uint64(hdr) != k || len(bufs) != 1 {
 		return fmt.Errorf("message %d: %d-byte header %x with %d buffers, want header %d and one buffer", k, len(hdr), hdr, len(bufs), k)
 	}
@@ -223,10 +227,7 @@ func checkSealed(hdr []byte, bufs []*sealbuf.Sealed, k uint64, size int) error {
 	if len(mem) != size {
 		return fmt.Errorf("message %d: Bytes has %d bytes, want %d", k, len(mem), size)
 	}
-	if err := Check(mem, k); err != nil {
-		return err
-	}
-	return b.Close()
+	return Check(mem, k)
 }
 
 // hugeFits reports whether size is a whole number of default huge pages.
