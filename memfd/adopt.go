@@ -60,9 +60,15 @@ func Adopt(f *os.File) (*File, Info, error) {
 }
 
 // inspect checks that fd is a memfd and returns its kernel name and state.
-// The common case costs four system calls: F_GET_SEALS (which also rules out
-// O_PATH descriptors, which refuse it), fstat, fstatfs and the readlink of
-// the name; diagnose explains a refusal.
+// The common case costs three system calls: F_GET_SEALS, fstat and the
+// readlink of the name; diagnose explains a refusal.
+//
+// F_GET_SEALS answers only for shmem (tmpfs) and hugetlbfs files (the
+// kernel's memfd_file_seals_ptr; anything else gets EINVAL, and O_PATH
+// descriptors EBADF), so its success is the file-system check. fstatfs
+// then only tells hugetlbfs from tmpfs, and is needed only when st_blksize
+// is not the normal page size: hugetlbfs reports its huge page size there,
+// never the normal page size.
 func inspect(fd int) (string, Info, error) {
 	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
 	if err != nil {
@@ -75,14 +81,17 @@ func inspect(fd int) (string, Info, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", Info{}, fmt.Errorf("it is a %s, not a regular file: %w", fileKind(st.Mode), ErrNotMemfd)
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		return "", Info{}, os.NewSyscallError("fstatfs", err)
+	info := Info{Seals: Seals(seals), Size: st.Size}
+	if st.Blksize != int64(normalPageSize) {
+		var sfs unix.Statfs_t
+		if err := unix.Fstatfs(fd, &sfs); err != nil {
+			return "", Info{}, os.NewSyscallError("fstatfs", err)
+		}
+		if sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.HUGETLBFS_MAGIC {
+			return "", Info{}, fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
+		}
+		info.HugeTLB = sfs.Type == unix.HUGETLBFS_MAGIC
 	}
-	if sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.HUGETLBFS_MAGIC {
-		return "", Info{}, fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
-	}
-	info := Info{Seals: Seals(seals), Size: st.Size, HugeTLB: sfs.Type == unix.HUGETLBFS_MAGIC}
 	var buf [512]byte
 	n, err := unix.Readlink(procFdPath(fd), buf[:])
 	if err != nil || n == len(buf) {
@@ -140,3 +149,6 @@ func fileKind(mode uint32) string {
 	}
 	return "file of unknown type"
 }
+
+// normalPageSize is the size of a normal (not huge) page.
+var normalPageSize = os.Getpagesize()

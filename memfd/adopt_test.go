@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -258,10 +260,67 @@ func TestFromFileAdoptsVariants(t *testing.T) {
 		t.Logf("no hugetlbfs memfd: %v", err)
 		return
 	}
-	h, err := memfd.FromFile(os.NewFile(uintptr(hfd), "huge"))
+	h, info, err := memfd.Adopt(os.NewFile(uintptr(hfd), "huge"))
 	require.NoError(t, err)
 	require.Equal(t, "huge-adopt", h.Name())
+	require.True(t, info.HugeTLB, "a hugetlbfs memfd must be reported as one")
 	require.NoError(t, h.Close())
+}
+
+// TestAdoptInfo: Info reports what the descriptor is: seals (read before
+// the size), size, and not hugetlbfs for a tmpfs memfd — also when tmpfs
+// reports a huge st_blksize (shmem transparent huge pages), where inspect
+// must ask fstatfs.
+func TestAdoptInfo(t *testing.T) {
+	raw, _ := rawMemfd(t, "info", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	require.NoError(t, raw.Truncate(12345))
+	m, info, err := memfd.Adopt(raw)
+	require.NoError(t, err)
+	require.False(t, info.HugeTLB)
+	require.EqualValues(t, 12345, info.Size)
+	require.False(t, info.Seals.Has(memfd.SealWrite))
+	require.NoError(t, m.AddSeals(memfd.SealWrite|memfd.SealShrink))
+	_, info, err = memfd.Adopt(reopen(t, m))
+	require.NoError(t, err)
+	require.True(t, info.Seals.Has(memfd.SealWrite|memfd.SealShrink), "%s", info.Seals)
+	require.False(t, info.HugeTLB)
+	require.NoError(t, m.Close())
+
+	// tmpfs with transparent huge pages reports st_blksize 2 MiB, as
+	// hugetlbfs does: Adopt must look closer and still say tmpfs.
+	const thp = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+	old, err := os.ReadFile(thp)
+	if err != nil {
+		t.Skipf("no %s: %v", thp, err)
+	}
+	mode := strings.TrimSuffix(strings.SplitN(strings.SplitN(string(old), "[", 2)[1], "]", 2)[0], "\n")
+	if err := os.WriteFile(thp, []byte("always"), 0); err != nil {
+		t.Skipf("cannot turn on shmem huge pages (needs root): %v", err)
+	}
+	defer os.WriteFile(thp, []byte(mode), 0)
+	raw, _ = rawMemfd(t, "thp-info", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	st, err := raw.Stat()
+	require.NoError(t, err)
+	if blk := st.Sys().(*syscall.Stat_t).Blksize; blk == int64(os.Getpagesize()) {
+		t.Skipf("shmem_enabled=always left st_blksize at %d", blk)
+	}
+	m, info, err = memfd.Adopt(raw)
+	require.NoError(t, err)
+	require.False(t, info.HugeTLB, "a tmpfs memfd with transparent huge pages is not hugetlbfs")
+	require.NoError(t, m.Close())
+}
+
+// reopen returns a new *os.File on m's memfd, through /proc/self/fd.
+func reopen(t *testing.T, m *memfd.File) *os.File {
+	t.Helper()
+	var f *os.File
+	require.NoError(t, m.Control(func(fd int) error {
+		var err error
+		f, err = os.Open("/proc/self/fd/" + strconv.Itoa(fd))
+		return err
+	}))
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func TestFromFileOfCreatedFileDescriptorIsMemfd(t *testing.T) {
