@@ -3,9 +3,11 @@
 package bench
 
 import (
+	"context"
 	"net"
 	"os"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/sealbuf/sealbuf"
@@ -17,7 +19,8 @@ import (
 
 // BenchmarkBuild makes a sealed buffer holding bytes the caller already
 // has, the two ways the library offers: pwrite is FromBytes (write into a
-// fresh memfd, no mapping), mapping is New, copy into Bytes, Seal. Each
+// fresh memfd, no mapping), reserve Reserve.FromBytes (pwrite into a memfd
+// whose pages were allocated ahead), mapping is New, copy into Bytes, Seal. Each
 // op also closes the result. floor is pwrite in raw calls (memfd_create,
 // pwrite, F_ADD_SEALS, close).
 func BenchmarkBuild(b *testing.B) {
@@ -54,6 +57,29 @@ func BenchmarkBuild(b *testing.B) {
 					b.Fatal(err)
 				}
 				unix.Close(fd)
+			}
+		})
+		b.Run("reserve/"+sizeName(size), func(b *testing.B) {
+			// Reserve.FromBytes with the reserve full before each op
+			// (untimed): the pwrite into pages allocated ahead.
+			r, err := sealbuf.NewReserve(size, 2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				for r.Ready() < 2 {
+					time.Sleep(10 * time.Microsecond)
+				}
+				b.StartTimer()
+				s, err := r.FromBytes(context.Background(), src)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
 			}
 		})
 		b.Run("mapping/"+sizeName(size), func(b *testing.B) {

@@ -32,7 +32,7 @@ func init() {
 		Name:     "sealed-wait",
 		Socket:   unix.SOCK_SEQPACKET,
 		Producer: func(sock *os.File, size int) (Producer, error) { return newSealedProducerOpts(sock, size, diagWait) },
-		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, diagWait) },
+		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, diagWait) },
 	})
 	Register(Mode{
 		Name:     "pool-netpoll",

@@ -22,16 +22,29 @@ import (
 //
 // It measures latency with the producer not saturated, as the speed issue
 // asks: before each message (untimed, see Readier) it waits until the
-// Reserve is full again, so the background work, which runs on the same
-// CPU when the bench pins, falls between messages and not inside them.
-// Its ns/msg is the time from Take to the consumer's ack.
+// consumer has closed the last message (its unmapping and the freeing of
+// the pages, after its ack) and the Reserve is full again, so that work,
+// which runs on the same CPU when the bench pins, falls between messages
+// and not inside them. Its ns/msg is the time from the fill to the
+// consumer's ack.
 
 func init() {
 	Register(Mode{
 		Name:     "sealed-prefault",
 		Socket:   unix.SOCK_SEQPACKET,
-		Producer: newPrefaultProducer,
-		Consume:  consumeSealed,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPrefaultProducer(sock, size, true) },
+		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, true) },
+	})
+	// sealed-paced is sealed-prefault without the Reserve (the package's
+	// FromBytes), paced the same way: the difference between the two is
+	// what the Reserve saves, the difference to sealed what idle gaps
+	// between messages cost (a CPU that idles wakes up slower). A
+	// diagnostic mode.
+	Register(Mode{
+		Name:     "sealed-paced",
+		Socket:   unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPrefaultProducer(sock, size, false) },
+		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, true) },
 	})
 }
 
@@ -43,28 +56,43 @@ type prefaultProducer struct {
 	buf  []byte
 	hdr  [8]byte
 	ack  [8]byte
+	sent bool // a message went out: the consumer's idle byte is due
 }
 
-func newPrefaultProducer(sock *os.File, size int) (Producer, error) {
-	res, err := sealbuf.NewReserve(size, prefaultDepth)
-	if err != nil {
-		return nil, err
+func newPrefaultProducer(sock *os.File, size int, reserve bool) (Producer, error) {
+	var res *sealbuf.Reserve
+	if reserve {
+		var err error
+		if res, err = sealbuf.NewReserve(size, prefaultDepth); err != nil {
+			return nil, err
+		}
 	}
 	conn, err := newConn(sock)
 	if err != nil {
-		res.Close()
+		if res != nil {
+			res.Close()
+		}
 		return nil, err
 	}
 	return &prefaultProducer{conn: conn, res: res, buf: make([]byte, size)}, nil
 }
 
 func (p *prefaultProducer) Note() string {
+	if p.res == nil {
+		return "FromBytes; latency: each message once the consumer is idle"
+	}
 	return fmt.Sprintf("Reserve(depth %d).FromBytes; latency: each message once the reserve is full", prefaultDepth)
 }
 
-// Ready waits until the Reserve is full.
+// Ready waits until the consumer is idle and the Reserve is full.
 func (p *prefaultProducer) Ready() error {
-	for end := time.Now().Add(10 * time.Second); p.res.Ready() < prefaultDepth; {
+	if p.sent {
+		if err := receiveAck(p.conn, p.ack[:]); err != nil {
+			return fmt.Errorf("consumer idle: %w", err)
+		}
+		p.sent = false
+	}
+	for end := time.Now().Add(10 * time.Second); p.res != nil && p.res.Ready() < prefaultDepth; {
 		if time.Now().After(end) {
 			return fmt.Errorf("the reserve has %d of %d buffers ready after 10 s", p.res.Ready(), prefaultDepth)
 		}
@@ -75,7 +103,13 @@ func (p *prefaultProducer) Ready() error {
 
 func (p *prefaultProducer) Send(k uint64) error {
 	Fill(p.buf, k)
-	s, err := p.res.FromBytes(context.Background(), p.buf)
+	var s *sealbuf.Sealed
+	var err error
+	if p.res != nil {
+		s, err = p.res.FromBytes(context.Background(), p.buf)
+	} else {
+		s, err = sealbuf.FromBytes(p.buf)
+	}
 	if err != nil {
 		return err
 	}
@@ -83,9 +117,14 @@ func (p *prefaultProducer) Send(k uint64) error {
 	if err := p.conn.SendAndClose(p.hdr[:], s); err != nil {
 		return err
 	}
+	p.sent = true
 	return receiveAck(p.conn, p.ack[:])
 }
 
 func (p *prefaultProducer) Close() error {
-	return errors.Join(p.res.Close(), p.conn.Close())
+	var err error
+	if p.res != nil {
+		err = p.res.Close()
+	}
+	return errors.Join(err, p.conn.Close())
 }

@@ -178,10 +178,13 @@ func receiveAck(c *sealbuf.Conn, buf []byte) error {
 // consumeSealed is the consumer of every mode that sends sealed memfds
 // over a sealbuf.Conn.
 func consumeSealed(sock *os.File, size int) error {
-	return consumeSealedOpts(sock, size)
+	return consumeSealedOpts(sock, size, false)
 }
 
-func consumeSealedOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) error {
+// consumeSealedOpts is consumeSealed with Conn options; with idle it also
+// sends a second byte once a message's buffers are closed, for a paced
+// producer (Readier) to wait for, untimed.
+func consumeSealedOpts(sock *os.File, size int, idle bool, opts ...sealbuf.ConnOption) error {
 	conn, err := newConn(sock, opts...)
 	if err != nil {
 		return err
@@ -191,7 +194,7 @@ func consumeSealedOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) erro
 	ack := []byte{'a'}
 	for k := uint64(0); ; k++ {
 		n, bufs, err := conn.Receive(hdr[:])
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) { // a producer that closed with our idle byte unread resets
 			return nil
 		}
 		if err != nil {
@@ -206,6 +209,12 @@ func consumeSealedOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) erro
 		for _, b := range bufs {
 			if cerr := b.Close(); cerr != nil && err == nil {
 				err = cerr
+			}
+		}
+		if err == nil && idle {
+			err = conn.Send([]byte{'i'})
+			if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+				return nil // the producer is done and hung up
 			}
 		}
 		if err != nil {
