@@ -32,6 +32,7 @@ var handoffModes = []struct{ bench, mode string }{
 	{"pool", "pool"},
 	{"pool-netpoll", "pool-netpoll"},
 	{"pool-floor", "pool-floor"},
+	{"pool-futex-floor", "pool-futex-floor"},
 }
 
 var sizes = []int{4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20}
@@ -66,7 +67,8 @@ func handoffOptions() handoff.Options {
 // library with huge pages and with memfds populated ahead, mmap-go a
 // /dev/shm file per message mapped with mmap-go, pool one reused slot of a
 // sealbuf.Pool (the release is the ack; Conns with WithBlockingWait),
-// pool-netpoll the same without it, pool-floor the same in raw calls.
+// pool-netpoll the same without it, pool-floor the same in raw calls,
+// pool-futex-floor that with a futex in shared memory instead of the socket.
 func BenchmarkHandoff(b *testing.B) {
 	opt := handoffOptions()
 	if opt.CPU >= 0 {
