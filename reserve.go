@@ -27,18 +27,22 @@ import (
 //     pwrite path saves: prefer FromBytes unless the data is produced in
 //     place.
 //
-// Measured on a 2-core VM, one CPU (BenchmarkBuild in the bench module, the
-// reserve full before each build): Reserve.FromBytes is 1.8x faster than
-// the package's FromBytes at 64 KiB, level at 1 MiB, and 1.8x slower at
-// 16 MiB — a fresh memfd reuses pages just freed, still in the CPU's
-// cache, while reserved pages went cold waiting. End to end (sealbuf bench,
-// sealed-prefault against sealed-paced) the saving is lost in the noise.
-// Use a Reserve for messages up to about 1 MiB when the producer has idle
-// time between them; it spends the same CPU time, only earlier, and a
-// producer that never waits gains nothing, as the goroutine then competes
-// with it for the CPU. Huge pages are not offered (hugetlbfs has no
-// pwrite): use New with WithHugePages, which measured 1.4–1.8x faster than
-// a socket copy at 16–64 MiB.
+// Measured on a 2-core VM (BenchmarkBuild in the bench module, the reserve
+// full before each build) it does not pay there, and a user should measure
+// before using it: with the process on one CPU, Reserve.FromBytes is 1.8x
+// faster than the package's FromBytes at 64 KiB, level at 1 MiB and 1.8x
+// slower at 16 MiB; on two CPUs it is slower at every size (1 MiB: 488
+// against 304 µs). Two reasons, both seen in strace: a fresh memfd reuses
+// pages just freed, still in the CPU's cache, while reserved pages went cold
+// (a 1 MiB pwrite took 307 µs into reserved pages, 178 µs into fresh ones);
+// and pages the goroutine allocated on another CPU still sit in that CPU's
+// LRU batch, whose extra reference makes the write seal wait for a drain of
+// every CPU (memfd_wait_for_pins: 75 µs against 6 µs). It may pay where
+// page allocation is dearer than here. A producer that never waits gains
+// nothing in any case: the goroutine spends the same CPU time, only
+// earlier. Huge pages are not offered (hugetlbfs has no pwrite): use New
+// with WithHugePages, which measured 1.4–1.8x faster than a socket copy at
+// 16–64 MiB.
 //
 // A Reserve holds up to depth+1 memfds of size bytes until Close; it is
 // safe for concurrent use.

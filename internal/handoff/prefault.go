@@ -81,7 +81,7 @@ func (p *prefaultProducer) Note() string {
 	if p.res == nil {
 		return "FromBytes; latency: each message once the consumer is idle"
 	}
-	return fmt.Sprintf("Reserve(depth %d).FromBytes; latency: each message once the reserve is full", prefaultDepth)
+	return fmt.Sprintf("Reserve(depth %d).FromBytes; latency: each message once the consumer is idle and the reserve is full", prefaultDepth)
 }
 
 // Ready waits until the consumer is idle and the Reserve is full.
