@@ -97,20 +97,27 @@ func TestBlockingWaitHangUp(t *testing.T) {
 func TestBlockingWaitClose(t *testing.T) {
 	connEachType(t, func(t *testing.T, typ int) {
 		a, _ := waitPair(t, typ)
-		got := make(chan error, 1)
-		go func() {
-			_, _, err := a.Receive(make([]byte, 8))
-			got <- err
-		}()
-		time.Sleep(time.Millisecond)
-		require.NoError(t, a.Close())
-		select {
-		case err := <-got:
-			require.ErrorIs(t, err, os.ErrClosed)
-		case <-time.After(10 * time.Second):
-			t.Fatal("Receive did not return after Close")
-		}
+		requireCloseEndsReceive(t, a)
 	})
+}
+
+// requireCloseEndsReceive closes a while a Receive on it waits, and
+// requires that Receive to end with os.ErrClosed.
+func requireCloseEndsReceive(t *testing.T, a *sealbuf.Conn) {
+	t.Helper()
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := a.Receive(make([]byte, 8))
+		got <- err
+	}()
+	time.Sleep(time.Millisecond)
+	require.NoError(t, a.Close())
+	select {
+	case err := <-got:
+		require.ErrorIs(t, err, os.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Receive did not return after Close")
+	}
 }
 
 // TestBlockingWaitDeadline: a read deadline still ends the wait.
@@ -203,16 +210,7 @@ func TestBlockingWaitClamp(t *testing.T) {
 		n, _, err := a.Receive(make([]byte, 4))
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		got := make(chan error, 1)
-		go func() { _, _, err := a.Receive(make([]byte, 4)); got <- err }()
-		time.Sleep(time.Millisecond)
-		require.NoError(t, a.Close())
-		select {
-		case err := <-got:
-			require.ErrorIs(t, err, os.ErrClosed)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("WithBlockingWait(%v): Receive did not return after Close", d)
-		}
+		requireCloseEndsReceive(t, a)
 		b.Close()
 	}
 }
