@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,11 +43,21 @@ type Conn struct {
 	//iosafety:allow fd-field scratch for one Send: numbers borrowed inside Control callbacks, dropped before they return
 	sendFds []int
 	prefix  []byte
+	// The items of the Send running (under sendMu), and c.borrowNext bound
+	// once, so that borrowing them allocates nothing.
+	sendHeader []byte
+	sendItems  sendItems
+	sendBufs   []*Sealed // Send's copy of its bufs, cleared after each Send
+	borrowFn   func(fd int) error
 
 	recvMu  sync.Mutex
 	recvOOB []byte
 	//iosafety:allow fd-field scratch for one Receive: numbers wrapped in *os.File or closed before it returns
 	recvFds []int
+	//iosafety:allow fd-field scratch for one stream Receive: numbers wrapped in *os.File or closed before it returns
+	frameFds     []int
+	framePrefix  [scm.FrameLen]byte
+	frameDiscard [512]byte // the part of a header longer than the caller's buffer
 }
 
 // ConnOption configures a Conn.
@@ -70,6 +81,7 @@ func WithMaxFiles(n int) ConnOption {
 // to Send and Receive. The Conn owns c from here on: Close it, not c.
 func NewConn(c *net.UnixConn, opts ...ConnOption) *Conn {
 	conn := &Conn{c: c, maxFiles: scm.MaxFiles, policy: newOpenPolicy(nil)}
+	conn.borrowFn = conn.borrowNext
 	for _, o := range opts {
 		o(conn)
 	}
@@ -113,12 +125,13 @@ func closedConn(err error) error {
 // unixpacket an empty header with no buffers is refused, as the receiver
 // would read it as end of file.
 func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
-	return c.send(header, len(bufs), func(i int, fn func(fd int) error) error {
-		if bufs[i] == nil {
-			return fmt.Errorf("buffer %d is nil", i)
-		}
-		return bufs[i].file.Control(fn)
-	})
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	// A copy, so that bufs (often Send's own variadic slice) does not
+	// escape into the Conn: Send then allocates nothing.
+	c.sendBufs = append(c.sendBufs[:0], bufs...)
+	defer clear(c.sendBufs)
+	return c.sendLocked(header, sendItems{bufs: c.sendBufs})
 }
 
 // SendAndClose sends like Send, then closes bufs whether or not the send
@@ -138,26 +151,37 @@ func (c *Conn) SendAndClose(header []byte, bufs ...*Sealed) error {
 // the low-level half of Send for callers with their own policy. It borrows
 // files.
 func (c *Conn) SendFiles(header []byte, files ...*os.File) error {
-	return c.send(header, len(files), func(i int, fn func(fd int) error) error {
-		if files[i] == nil {
-			return fmt.Errorf("file %d is nil", i)
-		}
-		rc, err := files[i].SyscallConn()
-		if err != nil {
-			return err
-		}
-		var ferr error
-		if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-			return fmt.Errorf("file %d (%s): %w", i, files[i].Name(), os.ErrClosed)
-		}
-		return ferr
-	})
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.sendLocked(header, sendItems{files: files})
 }
 
-// borrowFunc lends the descriptor of the i-th item to fn.
-type borrowFunc func(i int, fn func(fd int) error) error
+// sendItems are the descriptors of one message: one of its fields is set.
+type sendItems struct {
+	bufs  []*Sealed   // Send
+	files []*os.File  // SendFiles
+	file  *memfd.File // a pool's memfd
+}
 
-func (c *Conn) send(header []byte, n int, borrow borrowFunc) error {
+func (it *sendItems) len() int {
+	n := len(it.bufs) + len(it.files)
+	if it.file != nil {
+		n++
+	}
+	return n
+}
+
+// send sends header with the descriptors of items.
+func (c *Conn) send(header []byte, items sendItems) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.sendLocked(header, items)
+}
+
+// sendLocked is send under sendMu. The items are kept in the Conn for the
+// call, so that borrowing them needs no closure per message.
+func (c *Conn) sendLocked(header []byte, items sendItems) error {
+	n := items.len()
 	if n > scm.MaxFiles {
 		return fmt.Errorf("sealbuf: send: %d descriptors, more than the kernel's %d a message: split the message", n, scm.MaxFiles)
 	}
@@ -167,35 +191,69 @@ func (c *Conn) send(header []byte, n int, borrow borrowFunc) error {
 	if c.stream && len(header) > scm.MaxHeader {
 		return fmt.Errorf("sealbuf: send: %d-byte header, more than the stream framing's %d", len(header), scm.MaxHeader)
 	}
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
 	c.sendFds = c.sendFds[:0]
-	err := c.borrowAll(n, borrow, func(fds []int) error {
-		c.sendOOB = scm.AppendRights(c.sendOOB[:0], fds)
-		return c.write(header, c.sendOOB, len(fds))
-	})
+	c.sendHeader, c.sendItems = header, items
+	err := c.borrowFrom()
+	c.sendHeader, c.sendItems = nil, sendItems{} // keep nothing of the caller's
 	if err != nil {
 		return fmt.Errorf("sealbuf: send: %w", closedConn(err))
 	}
 	return nil
 }
 
-// borrowAll holds the descriptors of items 0..n-1 at once (each borrowed
-// through its owner's Control, so none can be closed and reused while the
-// message is built and sent) and calls fn with them.
-func (c *Conn) borrowAll(n int, borrow borrowFunc, fn func(fds []int) error) error {
+// borrowFrom holds the descriptors of the items from len(c.sendFds) on, all
+// at once — each borrowed through its owner's Control (borrowNext runs
+// inside it and borrows the next), so that none can be closed and its
+// number reused while the message is built and sent — and then sends.
+func (c *Conn) borrowFrom() error {
 	i := len(c.sendFds)
+	it := &c.sendItems
+	n := it.len()
 	if i == n {
-		return fn(c.sendFds)
+		c.sendOOB = scm.AppendRights(c.sendOOB[:0], c.sendFds)
+		return c.write(c.sendHeader, c.sendOOB, n)
 	}
-	err := borrow(i, func(fd int) error {
-		c.sendFds = append(c.sendFds, fd)
-		return c.borrowAll(n, borrow, fn)
-	})
+	var err error
+	switch {
+	case it.file != nil:
+		err = it.file.Control(c.borrowFn)
+	case it.bufs != nil:
+		if b := it.bufs[i]; b == nil {
+			err = fmt.Errorf("buffer %d is nil", i)
+		} else {
+			err = b.file.Control(c.borrowFn)
+		}
+	default:
+		err = c.borrowFile(i)
+	}
 	if err != nil && i == len(c.sendFds) { // item i itself could not be borrowed
 		return fmt.Errorf("buffer %d of %d: %w", i, n, err)
 	}
 	return err
+}
+
+// borrowNext takes the descriptor of the item being borrowed and goes on
+// with the next one.
+func (c *Conn) borrowNext(fd int) error {
+	c.sendFds = append(c.sendFds, fd)
+	return c.borrowFrom()
+}
+
+// borrowFile borrows c.sendItems.files[i] for borrowNext.
+func (c *Conn) borrowFile(i int) error {
+	f := c.sendItems.files[i]
+	if f == nil {
+		return fmt.Errorf("file %d is nil", i)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = c.borrowNext(int(fd)) }); err != nil {
+		return fmt.Errorf("file %d (%s): %w", i, f.Name(), os.ErrClosed)
+	}
+	return ferr
 }
 
 // write sends one message: a packet, or a frame on a stream socket, looping

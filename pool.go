@@ -160,7 +160,7 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 	}
 	if p.link, err = newPoolLink(c, poolMaxBatch*poolRecordLen); err == nil {
 		var hb [poolHelloLen]byte
-		err = c.send(h.append(hb[:0]), 1, func(_ int, fn func(fd int) error) error { return file.Control(fn) })
+		err = c.send(h.append(hb[:0]), sendItems{file: file})
 	}
 	if err != nil {
 		unmap(mem)

@@ -24,24 +24,23 @@ import (
 // io.ErrShortBuffer (the message is consumed, its descriptors closed). A
 // peer that hung up gives io.EOF.
 func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {
-	n, files, err := c.ReceiveFiles(header)
-	if err != nil {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	n, fds, err := c.receive(header)
+	if err != nil || len(fds) == 0 {
 		return n, nil, err
 	}
-	if len(files) == 0 {
-		return n, nil, nil
-	}
-	bufs = make([]*Sealed, 0, len(files))
-	for i, f := range files {
+	bufs = make([]*Sealed, 0, len(fds))
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "received descriptor")
 		s, err := openWith(f, c.policy)
 		if err != nil {
 			for _, b := range bufs {
 				b.Close()
 			}
-			for _, f := range files[i:] {
-				f.Close()
-			}
-			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(files), len(files), err)
+			f.Close() // openWith owns f on success only
+			closeFds(fds[i+1:])
+			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(fds), len(fds), err)
 		}
 		bufs = append(bufs, s)
 	}
@@ -56,7 +55,21 @@ func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {
 func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
-	var fds []int
+	n, fds, err := c.receive(header)
+	if err != nil || len(fds) == 0 {
+		return n, nil, err
+	}
+	files = make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "received descriptor")
+	}
+	return n, files, nil
+}
+
+// receive reads one message under recvMu. On success the caller owns the
+// descriptors (in scratch space of the Conn, valid until the next read); on
+// failure they are closed.
+func (c *Conn) receive(header []byte) (n int, fds []int, err error) {
 	if c.stream {
 		n, fds, err = c.readFrame(header)
 	} else {
@@ -66,14 +79,7 @@ func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) 
 		closeFds(fds)
 		return n, nil, err
 	}
-	if len(fds) == 0 {
-		return n, nil, nil
-	}
-	files = make([]*os.File, len(fds))
-	for i, fd := range fds {
-		files[i] = os.NewFile(uintptr(fd), "received descriptor")
-	}
-	return n, files, nil
+	return n, fds, nil
 }
 
 func closeFds(fds []int) {
@@ -109,8 +115,11 @@ func (c *Conn) readPacket(header []byte) (int, []int, error) {
 // frame) and then fails: a peer cannot make one Receive hold more than the
 // limit, nor push the Conn out of step.
 func (c *Conn) readFrame(header []byte) (int, []int, error) {
-	var fr frameReader
-	var prefix [scm.FrameLen]byte
+	// Scratch of the Conn (under recvMu), not locals: what a read borrows
+	// escapes, and would be allocated on every message.
+	fr := frameReader{fds: c.frameFds[:0]}
+	defer func() { c.frameFds = fr.fds[:0] }()
+	prefix := c.framePrefix[:]
 	for got := 0; got < len(prefix); {
 		n, err := fr.read(c, prefix[got:], -1)
 		if err != nil {
@@ -127,14 +136,14 @@ func (c *Conn) readFrame(header []byte) (int, []int, error) {
 		}
 		got += n
 	}
-	frame, err := scm.ParseFrame(prefix[:])
+	frame, err := scm.ParseFrame(prefix)
 	if err != nil {
 		return 0, fr.fds, fmt.Errorf("sealbuf: receive: %w (the stream is out of step: close the Conn)", err)
 	}
 	fr.check(c, frame.Files)
 	// The header: into the caller's buffer as far as it goes, the rest
 	// read and dropped.
-	var discard [512]byte
+	discard := c.frameDiscard[:]
 	for got := 0; got < frame.HeaderLen; {
 		dst := discard[:min(len(discard), frame.HeaderLen-got)]
 		if got < len(header) {
@@ -259,5 +268,5 @@ func (c *Conn) rights(oobn, flags int) ([]int, error) {
 	if err != nil {
 		err = fmt.Errorf("sealbuf: receive: %w (all %d received descriptors closed)", err, len(fds))
 	}
-	return append([]int(nil), fds...), err
+	return fds, err // scratch of the Conn: the caller uses them before the next read
 }

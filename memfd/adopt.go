@@ -5,7 +5,9 @@ package memfd
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,7 +95,7 @@ func inspect(fd int) (string, Info, error) {
 		info.HugeTLB = sfs.Type == unix.HUGETLBFS_MAGIC
 	}
 	var buf [512]byte
-	n, err := unix.Readlink(procFdPath(fd), buf[:])
+	n, err := readFdLink(fd, &buf)
 	if err != nil || n == len(buf) {
 		return "", info, nil // nameless (no /proc, or a long name): a memfd all the same
 	}
@@ -148,6 +150,22 @@ func fileKind(mode uint32) string {
 		return "symbolic link"
 	}
 	return "file of unknown type"
+}
+
+// readFdLink reads /proc/self/fd/FD into buf, with the path built on the
+// stack: unix.Readlink would allocate twice (the path string and its
+// NUL-terminated copy) on every adoption.
+func readFdLink(fd int, buf *[512]byte) (int, error) {
+	var path [32]byte
+	p := strconv.AppendInt(append(path[:0], "/proc/self/fd/"...), int64(fd), 10)
+	p = append(p, 0)
+	cwd := unix.AT_FDCWD // ignored: the path is absolute
+	n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(cwd), uintptr(unsafe.Pointer(&p[0])),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // normalPageSize is the size of a normal (not huge) page.
