@@ -13,8 +13,8 @@ import (
 // them): lib-producer and lib-consumer split the sealed mode's cost over
 // the floor between its two sides (the wire format is the same: the
 // library's producer with the floor's consumer, and the reverse);
-// sealed-wait is the sealed mode with WithBlockingWait, pool-netpoll the
-// pool mode without it.
+// sealed-wait is the sealed mode with WithBlockingWait at every size (sealed
+// uses it up to 64 KiB only), pool-netpoll the pool mode without it.
 func init() {
 	Register(Mode{
 		Name:     "lib-producer",
