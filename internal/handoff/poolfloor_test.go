@@ -159,12 +159,24 @@ func TestPoolToPoolFloorReader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range floorTestSlots { // every slot comes back
+	// Every slot comes back: hold each one until all are acquired. (A
+	// slot discarded at once is the next one acquired, the free list
+	// being a stack, so acquiring and discarding in turn would not wait
+	// for any release, and Close would come with messages in flight and
+	// releases unread, which the consumer's read meets as ECONNRESET, end
+	// of file, before the messages still queued.)
+	var held [floorTestSlots]sealbuf.Slot
+	for i := range held {
 		s, err := p.Acquire(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Discard()
+		held[i] = s
+	}
+	for _, s := range held {
+		if err := s.Discard(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
