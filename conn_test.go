@@ -1305,3 +1305,33 @@ func TestConnSendWhileClosingSealed(t *testing.T) {
 		}
 	})
 }
+
+// TestConnPeerGoneMessagesFirst: a peer that sends and then closes with
+// our own messages unread resets the socket; its messages still arrive, in
+// order and with their buffers, before end of file. (The kernel reports
+// the reset once, ahead of the queue.)
+func TestConnPeerGoneMessagesFirst(t *testing.T) {
+	connEachType(t, func(t *testing.T, typ int) {
+		a, b := pair(t, typ)
+		s := connSealed(t, []byte("last words"))
+		require.NoError(t, a.Send([]byte("m1"), s))
+		require.NoError(t, a.Send([]byte("m2")))
+		require.NoError(t, b.Send([]byte("never read")))
+		require.NoError(t, a.Close())
+		before := connCount(t)
+		hdr := make([]byte, 8)
+		n, bufs, err := b.Receive(hdr)
+		require.NoError(t, err, "the first message comes before end of file")
+		require.Equal(t, "m1", string(hdr[:n]))
+		require.Len(t, bufs, 1)
+		require.Equal(t, "last words", string(bufs[0].Bytes()))
+		connCloseAll(bufs)
+		n, _, err = b.Receive(hdr)
+		require.NoError(t, err)
+		require.Equal(t, "m2", string(hdr[:n]))
+		_, _, err = b.Receive(hdr)
+		require.ErrorIs(t, err, io.EOF)
+		connRequireFlat(t, before)
+		require.NoError(t, s.Close())
+	})
+}

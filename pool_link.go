@@ -399,6 +399,12 @@ func (l *poolLink) doRecvmmsg(fd uintptr) bool {
 	}
 	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.mm[0])), poolDrain,
 		unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.ECONNRESET {
+		// Reported once, before what the peer sent and we have not read
+		// (see Conn.recv): read on.
+		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.mm[0])), poolDrain,
+			unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT, 0, 0)
+	}
 	switch {
 	case e == unix.EAGAIN:
 		if l.mmWait && l.relAny.Load() {
@@ -592,6 +598,9 @@ func (l *poolLink) fillStream(ctx context.Context, wait bool) (int, error) {
 
 func (l *poolLink) doStreamRead(fd uintptr) bool {
 	n, oobn, flags, err := scm.Recvmsg(int(fd), l.sb[l.sbW:], l.rOOB[:], 0)
+	if err == unix.ECONNRESET { // reported once, before what is still queued: read on
+		n, oobn, flags, err = scm.Recvmsg(int(fd), l.sb[l.sbW:], l.rOOB[:], 0)
+	}
 	if err == unix.EAGAIN {
 		if l.sbWait && l.relAny.Load() {
 			l.sbFlush = true

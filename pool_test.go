@@ -991,3 +991,44 @@ func TestPoolHostileConsumer(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolProducerGoneMessagesFirst: a producer that closes with releases
+// unread resets the socket; the messages it sent before still reach the
+// consumer, in order, before end of file.
+func TestPoolProducerGoneMessagesFirst(t *testing.T) {
+	for _, st := range poolSockTypes {
+		t.Run(st.name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.typ, 3, 64)
+			ctx := context.Background()
+			// Every slot acquired first: no later Acquire reads the
+			// release the consumer sends below.
+			var slots []sealbuf.Slot
+			for range 3 {
+				s, err := p.Acquire(ctx)
+				require.NoError(t, err)
+				slots = append(slots, s)
+			}
+			send := func(i int, msg string) {
+				n := copy(slots[i].Bytes(), msg)
+				require.NoError(t, slots[i].Send(n, nil))
+			}
+			send(0, "one")
+			v, _, err := r.Receive(ctx, nil)
+			require.NoError(t, err)
+			require.Equal(t, "one", string(v.Bytes()))
+			require.NoError(t, v.Release())
+			require.NoError(t, r.Flush()) // a release the producer never reads
+			send(1, "two")
+			send(2, "three")
+			require.NoError(t, p.Close())
+			for _, want := range []string{"two", "three"} {
+				v, _, err := r.Receive(ctx, nil)
+				require.NoError(t, err, "message %q comes before end of file", want)
+				require.Equal(t, want, string(v.Bytes()))
+				require.NoError(t, v.Release())
+			}
+			_, _, err = r.Receive(ctx, nil)
+			require.ErrorIs(t, err, io.EOF)
+		})
+	}
+}

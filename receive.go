@@ -226,9 +226,18 @@ func (c *Conn) recv(p []byte, flags int) (n, oobn, mflags int, err error) {
 	}
 	var rerr error
 	waited := c.blockingWait <= 0
+	reset := false
 	err = rc.Read(func(fd uintptr) bool {
 		for {
 			n, oobn, mflags, rerr = scm.Recvmsg(int(fd), p, c.recvOOB, flags)
+			if rerr == unix.ECONNRESET && !reset {
+				// A peer that closed with our messages unread resets
+				// the socket; the kernel reports that once, before what
+				// the peer sent is read. Read on: its messages come
+				// first, then end of file.
+				reset = true
+				continue
+			}
 			if rerr != unix.EAGAIN {
 				return true
 			}
