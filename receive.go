@@ -22,7 +22,8 @@ import (
 // names the descriptor and the reason, and the Conn stays usable for the
 // next message. A header longer than header fails matching
 // io.ErrShortBuffer (the message is consumed, its descriptors closed). A
-// peer that hung up gives io.EOF.
+// peer that hung up gives io.EOF, after every message it sent before (also
+// when it closed with messages of ours unread, which resets the socket).
 func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
