@@ -84,7 +84,7 @@ func inspect(fd int) (string, Info, error) {
 		return "", Info{}, fmt.Errorf("it is a %s, not a regular file: %w", fileKind(st.Mode), ErrNotMemfd)
 	}
 	info := Info{Seals: Seals(seals), Size: st.Size}
-	if st.Blksize != int64(normalPageSize) {
+	if int64(st.Blksize) != int64(normalPageSize) {
 		var sfs unix.Statfs_t
 		if err := unix.Fstatfs(fd, &sfs); err != nil {
 			return "", Info{}, os.NewSyscallError("fstatfs", err)

@@ -301,7 +301,7 @@ func TestAdoptInfo(t *testing.T) {
 	raw, _ = rawMemfd(t, "thp-info", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	st, err := raw.Stat()
 	require.NoError(t, err)
-	if blk := st.Sys().(*syscall.Stat_t).Blksize; blk == int64(os.Getpagesize()) {
+	if blk := int64(st.Sys().(*syscall.Stat_t).Blksize); blk == int64(os.Getpagesize()) {
 		t.Skipf("shmem_enabled=always left st_blksize at %d", blk)
 	}
 	m, info, err = memfd.Adopt(raw)
