@@ -49,15 +49,16 @@ import (
 type Reserve struct {
 	size  int
 	name  string
-	ready chan reserved
+	ready chan *memfd.File
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
-}
 
-type reserved struct {
-	file *memfd.File
-	err  error
+	// The goroutine's last failure, until it next succeeds; failed wakes
+	// a waiting take to report it.
+	errMu  sync.Mutex
+	err    error
+	failed chan struct{}
 }
 
 // reserveRetry is how long the goroutine pauses after a failure (such as
@@ -83,15 +84,17 @@ func NewReserve(size, depth int, opts ...Option) (*Reserve, error) {
 	r := &Reserve{
 		size:  size,
 		name:  o.name,
-		ready: make(chan reserved, depth),
+		ready: make(chan *memfd.File, depth),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
+
+		failed: make(chan struct{}, 1),
 	}
 	f, err := r.make()
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: new reserve: %w", err)
 	}
-	r.ready <- reserved{file: f}
+	r.ready <- f
 	go r.fill()
 	return r, nil
 }
@@ -101,21 +104,50 @@ func (r *Reserve) take(ctx context.Context, op string) (*memfd.File, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	select {
-	case <-r.stop:
-		return nil, fmt.Errorf("sealbuf: reserve: %s: %w", op, os.ErrClosed)
-	default:
-	}
-	select {
-	case x := <-r.ready:
-		if x.err != nil {
-			return nil, fmt.Errorf("sealbuf: reserve: %s: %w", op, x.err)
+	for {
+		select {
+		case <-r.stop:
+			return nil, fmt.Errorf("sealbuf: reserve: %s: %w", op, os.ErrClosed)
+		default:
 		}
-		return x.file, nil
-	case <-r.stop:
-		return nil, fmt.Errorf("sealbuf: reserve: %s: %w", op, os.ErrClosed)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		select {
+		case f := <-r.ready:
+			return f, nil
+		default:
+		}
+		// Nothing ready: report the goroutine's failure, if it is
+		// failing, rather than wait for it to recover.
+		if err := r.lastErr(); err != nil {
+			return nil, fmt.Errorf("sealbuf: reserve: %s: %w", op, err)
+		}
+		select {
+		case f := <-r.ready:
+			return f, nil
+		case <-r.failed:
+		case <-r.stop:
+			return nil, fmt.Errorf("sealbuf: reserve: %s: %w", op, os.ErrClosed)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// lastErr returns the goroutine's failure, nil once it succeeded again.
+func (r *Reserve) lastErr() error {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return r.err
+}
+
+func (r *Reserve) setErr(err error) {
+	r.errMu.Lock()
+	r.err = err
+	r.errMu.Unlock()
+	if err != nil {
+		select {
+		case r.failed <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -128,6 +160,11 @@ func (r *Reserve) take(ctx context.Context, op string) (*memfd.File, error) {
 //
 // Waiting, ctx and errors are as for Take.
 func (r *Reserve) FromBytes(ctx context.Context, b []byte) (*Sealed, error) {
+	select {
+	case <-r.stop:
+		return nil, fmt.Errorf("sealbuf: reserve: from bytes: %w", os.ErrClosed)
+	default:
+	}
 	if len(b) > r.size {
 		return nil, fmt.Errorf("sealbuf: reserve: from bytes: %d bytes, more than the reserve's %d: %w", len(b), r.size, ErrTooLarge)
 	}
@@ -154,9 +191,10 @@ func (r *Reserve) FromBytes(ctx context.Context, b []byte) (*Sealed, error) {
 // against shrinking and growing, as New's. The caller owns it: Seal it or
 // Close it. It waits for a ready memfd when none is, until ctx is done; a
 // ctx already done fails at once, also when one is ready. After Close it
-// fails with an error wrapping os.ErrClosed. An error of the background
-// goroutine (such as ENOMEM or EMFILE) is returned by the one call that
-// meets it; the goroutine tries again shortly after.
+// fails with an error wrapping os.ErrClosed. While the background goroutine
+// is failing (such as ENOMEM or EMFILE) and nothing is ready, calls return
+// its error instead of waiting; it tries again every 10 ms, and calls wait
+// and succeed again once it has.
 func (r *Reserve) Take(ctx context.Context) (*Buffer, error) {
 	file, err := r.take(ctx, "take")
 	if err != nil {
@@ -197,9 +235,7 @@ func (r *Reserve) Close() error {
 	for {
 		select {
 		case x := <-r.ready:
-			if x.file != nil {
-				x.file.Close()
-			}
+			x.Close()
 		default:
 			return nil
 		}
@@ -210,21 +246,26 @@ func (r *Reserve) Close() error {
 func (r *Reserve) fill() {
 	defer close(r.done)
 	for {
-		f, err := r.make()
 		select {
-		case r.ready <- reserved{file: f, err: err}:
 		case <-r.stop:
-			if f != nil {
-				f.Close()
-			}
 			return
+		default:
 		}
+		f, err := r.make()
+		r.setErr(err)
 		if err != nil {
 			select {
 			case <-time.After(reserveRetry):
+				continue
 			case <-r.stop:
 				return
 			}
+		}
+		select {
+		case r.ready <- f:
+		case <-r.stop:
+			f.Close()
+			return
 		}
 	}
 }

@@ -211,3 +211,56 @@ func TestReserveWaitsForContext(t *testing.T) {
 	}
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// TestReserveRecoversFromFailure: while the goroutine cannot make memfds
+// (no descriptors left) and nothing is ready, Take reports its error at
+// once instead of waiting; once descriptors are back it refills, and no
+// stale error is handed out after that.
+func TestReserveRecoversFromFailure(t *testing.T) {
+	ctx := context.Background()
+	r, err := sealbuf.NewReserve(4096, 4)
+	require.NoError(t, err)
+	defer r.Close()
+	waitReady(t, r, 4)
+	var held []*sealbuf.Buffer
+	for range 4 {
+		b, err := r.Take(ctx)
+		require.NoError(t, err)
+		held = append(held, b)
+	}
+
+	var old unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &old))
+	lim := old
+	lim.Cur = 0
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &old))
+		}
+	}
+	defer restore()
+	time.Sleep(100 * time.Millisecond) // several failed attempts, 10 ms apart
+	var takeErr error
+	for end := time.Now().Add(10 * time.Second); takeErr == nil && time.Now().Before(end); {
+		var b *sealbuf.Buffer
+		b, takeErr = r.Take(ctx) // the refill may have won one before the limit
+		if b != nil {
+			held = append(held, b)
+		}
+	}
+	restore()
+	require.ErrorIs(t, takeErr, unix.EMFILE, "Take reports the goroutine's failure")
+
+	for _, b := range held {
+		require.NoError(t, b.Close())
+	}
+	waitReady(t, r, 4)
+	for i := range 8 {
+		b, err := r.Take(ctx)
+		require.NoError(t, err, "Take %d after recovery", i)
+		require.NoError(t, b.Close())
+	}
+}
