@@ -130,7 +130,12 @@ func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
 	// A copy, so that bufs (often Send's own variadic slice) does not
 	// escape into the Conn: Send then allocates nothing.
 	c.sendBufs = append(c.sendBufs[:0], bufs...)
-	defer clear(c.sendBufs)
+	defer func() {
+		clear(c.sendBufs)
+		if cap(c.sendBufs) > 16 {
+			c.sendBufs = nil // keep no large slice for the Conn's lifetime
+		}
+	}()
 	return c.sendLocked(header, sendItems{bufs: c.sendBufs})
 }
 

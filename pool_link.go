@@ -598,7 +598,7 @@ func (l *poolLink) fillStream(ctx context.Context, wait bool) (int, error) {
 
 func (l *poolLink) doStreamRead(fd uintptr) bool {
 	n, oobn, flags, err := scm.Recvmsg(int(fd), l.sb[l.sbW:], l.rOOB[:], 0)
-	if err == unix.ECONNRESET { // reported once, before what is still queued: read on
+	if err == unix.ECONNRESET { // reported once (after the data on streams, before it on packets): read on
 		n, oobn, flags, err = scm.Recvmsg(int(fd), l.sb[l.sbW:], l.rOOB[:], 0)
 	}
 	if err == unix.EAGAIN {

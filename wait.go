@@ -34,8 +34,11 @@ const MaxBlockingWait = 10 * time.Millisecond
 // with GOMAXPROCS=1 nothing else in the process runs meanwhile (a peer in
 // the same process would then add up to d to every exchange). The
 // runtime's preemption signal (a garbage collection, or a goroutine
-// running past its time slice) ends the wait at once. Close, a read
-// deadline or a cancelled context is noticed up to d late. Use it for a
+// running past its time slice) ends the wait at once. Anything else that
+// should end it is noticed up to d late: a read deadline, a cancelled
+// context, a Pool slot freed by Discard or a failed Send (an Acquire
+// waiting for a release), and Close — which itself blocks until the wait
+// ends, as the waiting read still holds the socket. Use it for a
 // latency-bound exchange with a peer in another process that answers at
 // once; leave it off for servers with many mostly idle connections.
 func WithBlockingWait(d time.Duration) ConnOption {
