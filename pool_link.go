@@ -397,13 +397,16 @@ func (l *poolLink) doRecvmmsg(fd uintptr) bool {
 		l.mm[i].Hdr.Flags = 0
 		l.mm[i].Len = 0
 	}
-	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.mm[0])), poolDrain,
-		unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT, 0, 0)
-	if e == unix.ECONNRESET {
-		// Reported once, before what the peer sent and we have not read
-		// (see Conn.recv): read on.
+	// A reset is reported once, before what the peer sent and we have not
+	// read (see Conn.recv): then read again.
+	var r uintptr
+	var e unix.Errno
+	for try := 0; try < 2; try++ {
 		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.mm[0])), poolDrain,
 			unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT, 0, 0)
+		if e != unix.ECONNRESET {
+			break
+		}
 	}
 	switch {
 	case e == unix.EAGAIN:
