@@ -105,7 +105,7 @@ func FuzzMemfdOps(f *testing.F) {
 			return
 		}
 		defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no finalizer may hide a leak
-		fds, maps := sealtest.CountFDs(), sealtest.CountMaps()
+		fds, maps := openFDs(), sealtest.CountMaps()
 		s := newOpState(t)
 		for steps := 0; len(program) > 0 && steps < 64; steps++ {
 			code := program[0] % numOps
@@ -113,8 +113,8 @@ func FuzzMemfdOps(f *testing.F) {
 			s.step(code, &program)
 		}
 		s.closeAll()
-		if now := sealtest.CountFDs(); now != fds {
-			t.Fatalf("%d descriptors open, %d before\n%s", now, fds, s.trace())
+		if leak := leakedSince(fds); leak != "" {
+			t.Fatalf("%s\n%s", leak, s.trace())
 		}
 		if now := sealtest.CountMaps(); now != maps {
 			t.Fatalf("%d memfd mappings, %d before\n%s", now, maps, s.trace())

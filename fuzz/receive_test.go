@@ -83,7 +83,7 @@ func FuzzReceiveStream(f *testing.F) {
 			return
 		}
 		defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no finalizer may hide a leak
-		fds, maps := sealtest.CountFDs(), sealtest.CountMaps()
+		fds, maps := openFDs(), sealtest.CountMaps()
 
 		send, recv := streamPair(t)
 		maxFiles := 1 + int(opts%8)
@@ -128,8 +128,8 @@ func FuzzReceiveStream(f *testing.F) {
 			}
 		}
 		conn.Close()
-		if now := sealtest.CountFDs(); now != fds {
-			t.Fatalf("%d descriptors open, %d before", now, fds)
+		if leak := leakedSince(fds); leak != "" {
+			t.Fatal(leak)
 		}
 		if now := sealtest.CountMaps(); now != maps {
 			t.Fatalf("%d memfd mappings, %d before", now, maps)

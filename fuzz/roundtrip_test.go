@@ -58,7 +58,7 @@ func FuzzConnRoundTrip(f *testing.F) {
 			return
 		}
 		defer debug.SetGCPercent(debug.SetGCPercent(-1))
-		fds, maps := sealtest.CountFDs(), sealtest.CountMaps()
+		fds, maps := openFDs(), sealtest.CountMaps()
 
 		network := "unixpacket"
 		if stream {
@@ -164,8 +164,8 @@ func FuzzConnRoundTrip(f *testing.F) {
 			t.Fatalf("after the last message: %v, %d buffers; want io.EOF", err, len(got))
 		}
 		receiver.Close()
-		if now := sealtest.CountFDs(); now != fds {
-			t.Fatalf("%d descriptors open, %d before", now, fds)
+		if leak := leakedSince(fds); leak != "" {
+			t.Fatal(leak)
 		}
 		if now := sealtest.CountMaps(); now != maps {
 			t.Fatalf("%d memfd mappings, %d before", now, maps)
