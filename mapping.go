@@ -144,7 +144,15 @@ func (m *Mapping) WriteAt(p []byte, off int64) (int, error) {
 		return 0, m.closedError("write")
 	}
 	if !m.writable.Load() {
-		return 0, fmt.Errorf("sealbuf: write mapping %q: it is read-only (the descriptor is O_RDONLY, the memfd is write-sealed, or MapReadOnly was given)", m.file.Name())
+		err := fmt.Errorf("sealbuf: write mapping %q: it is read-only (the descriptor is O_RDONLY, the memfd is write-sealed, or MapReadOnly was given)", m.file.Name())
+		// A write inside the window touching bytes past the file's end
+		// matches ErrTruncated too, as every such access does, read-only
+		// or not (past the window it is only a write that cannot fit).
+		end := off + int64(len(p))
+		if size, serr := m.file.Size(); serr == nil && len(p) > 0 && off >= 0 && end <= int64(len(m.mem)) && end > size {
+			err = fmt.Errorf("%w; the bytes are also past the file's end (%d bytes): %w", err, size, ErrTruncated)
+		}
+		return 0, err
 	}
 	if off < 0 || off > int64(len(m.mem)) || int64(len(p)) > int64(len(m.mem))-off {
 		return 0, fmt.Errorf("sealbuf: write mapping %q: %d bytes at %d do not fit in its %d bytes (a Mapping never grows the file)", m.file.Name(), len(p), off, len(m.mem))

@@ -471,3 +471,32 @@ func TestMapConcurrentUse(t *testing.T) {
 		require.Equal(t, bytes.Repeat([]byte{byte(w + 1)}, chunk), all[w*chunk:(w+1)*chunk])
 	}
 }
+
+// TestMapReadOnlyWritePastEnd: on a read-only Mapping a write inside the
+// window that touches bytes past the file's current end matches
+// ErrTruncated (as every access past the end does) as well as saying the
+// Mapping is read-only; below the end it is only read-only, and past the
+// window only a write that cannot fit. (Found by FuzzMemfdOps: a Mapping
+// turned read-only by a heal after future_write.)
+func TestMapReadOnlyWritePastEnd(t *testing.T) {
+	for _, how := range []struct {
+		name string
+		flag int
+		opts []sealbuf.MapOption
+	}{{"O_RDONLY", os.O_RDONLY, nil}, {"MapReadOnly", os.O_RDWR, []sealbuf.MapOption{sealbuf.MapReadOnly()}}} {
+		t.Run(how.name, func(t *testing.T) {
+			m, f := newMapping(t, 8192, 0, how.flag, how.opts...)
+			require.NoError(t, f.Truncate(100))
+			n, err := m.WriteAt(make([]byte, 10), 95)
+			require.Zero(t, n)
+			require.ErrorIs(t, err, sealbuf.ErrTruncated)
+			require.ErrorContains(t, err, "read-only")
+			n, err = m.WriteAt(make([]byte, 10), 0)
+			require.Zero(t, n)
+			require.ErrorContains(t, err, "read-only")
+			require.NotErrorIs(t, err, sealbuf.ErrTruncated, "below the end it is only read-only")
+			_, err = m.WriteAt(make([]byte, 10), 8190)
+			require.NotErrorIs(t, err, sealbuf.ErrTruncated, "past the window: cannot fit, not truncated")
+		})
+	}
+}
