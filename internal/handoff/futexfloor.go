@@ -93,15 +93,7 @@ func newFutexFloorProducer(sock *os.File, size int) (Producer, error) {
 	}
 	total := os.Getpagesize() + size
 	var mem []byte
-	mem, err = newPoolFloorMemfdRW(total, func(mfd int) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.Sendmsg(int(fd), []byte("F"), unix.UnixRights(mfd), nil, unix.MSG_NOSIGNAL)
-		}); err != nil {
-			return err
-		}
-		return os.NewSyscallError("sendmsg", serr)
-	})
+	mem, err = newPoolFloorMemfd(total, 0, sendRights(rc, []byte("F")))
 	if err != nil {
 		return nil, err
 	}
@@ -190,30 +182,4 @@ func consumeFutexFloor(sock *os.File, size int) error {
 			}
 		}
 	}
-}
-
-// newPoolFloorMemfdRW makes a memfd of size bytes sealed against resizing
-// only (both sides map it writable), maps it and hands the descriptor to
-// send; the descriptor is closed when it returns.
-func newPoolFloorMemfdRW(size int, send func(mfd int) error) ([]byte, error) {
-	mfd, err := unix.MemfdCreate("sealbuf-futex-floor", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, os.NewSyscallError("memfd_create", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.Ftruncate(mfd, int64(size)); err != nil {
-		return nil, os.NewSyscallError("ftruncate", err)
-	}
-	if _, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW); err != nil {
-		return nil, os.NewSyscallError("fcntl F_ADD_SEALS", err)
-	}
-	mem, err := unix.Mmap(mfd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
-	}
-	if err := send(mfd); err != nil {
-		unix.Munmap(mem)
-		return nil, err
-	}
-	return mem, nil
 }

@@ -89,15 +89,7 @@ func NewPoolFloor(sock *os.File, slots, slotSize int) (*PoolFloor, error) {
 	binary.LittleEndian.PutUint32(hello[12:], 0) // no headers
 	binary.LittleEndian.PutUint64(hello[16:], uint64(slotSize))
 	binary.LittleEndian.PutUint64(hello[24:], uint64(stride))
-	mem, err := newPoolFloorMemfd(slots*stride, func(mfd int) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.Sendmsg(int(fd), hello[:], unix.UnixRights(mfd), nil, unix.MSG_NOSIGNAL)
-		}); err != nil {
-			return err
-		}
-		return os.NewSyscallError("sendmsg", serr)
-	})
+	mem, err := newPoolFloorMemfd(slots*stride, unix.F_SEAL_FUTURE_WRITE|unix.F_SEAL_SEAL, sendRights(rc, hello[:]))
 	if err != nil {
 		return nil, fmt.Errorf("pool floor: %w", err)
 	}
@@ -109,10 +101,26 @@ func NewPoolFloor(sock *os.File, slots, slotSize int) (*PoolFloor, error) {
 	return f, nil
 }
 
-// newPoolFloorMemfd makes the pool's memfd and mapping and hands the
-// descriptor to send; the memfd is closed when it returns (the mapping
-// keeps the memory, and the consumer has its own descriptor).
-func newPoolFloorMemfd(size int, send func(mfd int) error) (mem []byte, err error) {
+// sendRights returns a send for newPoolFloorMemfd: one sendmsg of
+// payload with the memfd attached, on the socket rc borrows.
+func sendRights(rc syscall.RawConn, payload []byte) func(mfd int) error {
+	return func(mfd int) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.Sendmsg(int(fd), payload, unix.UnixRights(mfd), nil, unix.MSG_NOSIGNAL)
+		}); err != nil {
+			return err
+		}
+		return os.NewSyscallError("sendmsg", serr)
+	}
+}
+
+// newPoolFloorMemfd makes the pool's memfd and mapping, adds seals (after
+// shrink|grow and the writable mapping: future_write|seal for a pool, 0
+// when both sides map it writable) and hands the descriptor to send; the
+// memfd is closed when it returns (the mapping keeps the memory, and the
+// consumer has its own descriptor).
+func newPoolFloorMemfd(size, seals int, send func(mfd int) error) (mem []byte, err error) {
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING | unix.MFD_NOEXEC_SEAL
 	mfd, err := unix.MemfdCreate("sealbuf-pool-floor", flags)
 	if err == unix.EINVAL { // kernels before 6.3
@@ -137,8 +145,10 @@ func newPoolFloorMemfd(size int, send func(mfd int) error) (mem []byte, err erro
 	if mem, err = unix.Mmap(mfd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}
-	if _, err = unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, unix.F_SEAL_FUTURE_WRITE|unix.F_SEAL_SEAL); err != nil {
-		return mem, os.NewSyscallError("fcntl F_ADD_SEALS", err)
+	if seals != 0 {
+		if _, err = unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, seals); err != nil {
+			return mem, os.NewSyscallError("fcntl F_ADD_SEALS", err)
+		}
 	}
 	return mem, send(mfd)
 }
