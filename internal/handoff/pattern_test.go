@@ -3,13 +3,15 @@
 package handoff
 
 import (
+	"encoding/binary"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
 func TestFillCheck(t *testing.T) {
-	for _, size := range []int{0, 1, 7, 8, 9, 4095, 4096, 65536 + 3} {
+	for _, size := range []int{0, 1, 7, 8, 9, 4095, 4096, 4097, 4100, 4104, 4105, 8192, 65536 + 3} {
 		p := make([]byte, size)
 		Fill(p, 42)
 		require.NoError(t, Check(p, 42), "size %d", size)
@@ -60,5 +62,22 @@ func BenchmarkMemmove(b *testing.B) {
 	b.SetBytes(int64(len(p)))
 	for i := 0; i < b.N; i++ {
 		copy(p, q)
+	}
+}
+
+// TestCheckBlockOffsets: a block copied from elsewhere in the message (a
+// transport that reads from the wrong place) fails, though the bytes are
+// the same message's.
+func TestCheckBlockOffsets(t *testing.T) {
+	p := make([]byte, 5*block+13)
+	Fill(p, 9)
+	require.NoError(t, Check(p, 9))
+	q := append([]byte(nil), p...)
+	copy(q[3*block:4*block], p[2*block:3*block])
+	// The first word differs from its own from its second byte on.
+	require.ErrorContains(t, Check(q, 9), "byte "+strconv.Itoa(3*block+1)+" ")
+	// Every word is the definition's.
+	for i := 0; i+8 <= len(p); i += 8 {
+		require.Equal(t, want(9, i), binary.LittleEndian.Uint64(p[i:]), "word at %d", i)
 	}
 }
