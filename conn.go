@@ -165,15 +165,11 @@ func (c *Conn) SendFiles(header []byte, files ...*os.File) error {
 type sendItems struct {
 	bufs  []*Sealed   // Send
 	files []*os.File  // SendFiles
-	file  *memfd.File // a pool's memfd
+	pool  []*memfd.File // a pool's memfds
 }
 
 func (it *sendItems) len() int {
-	n := len(it.bufs) + len(it.files)
-	if it.file != nil {
-		n++
-	}
-	return n
+	return len(it.bufs) + len(it.files) + len(it.pool)
 }
 
 // send sends header with the descriptors of items.
@@ -220,8 +216,8 @@ func (c *Conn) borrowFrom() error {
 	}
 	var err error
 	switch {
-	case it.file != nil:
-		err = it.file.Control(c.borrowFn)
+	case it.pool != nil:
+		err = it.pool[i].Control(c.borrowFn)
 	case it.bufs != nil:
 		if b := it.bufs[i]; b == nil {
 			err = fmt.Errorf("buffer %d is nil", i)

@@ -90,6 +90,7 @@ type poolOptions struct {
 	name      string
 	maxHeader int
 	maxSize   int64
+	futex     bool
 }
 
 // WithPoolName names the pool's memfd (NewPool; default "sealbuf-pool").
@@ -104,6 +105,36 @@ func WithPoolMaxHeader(n int) PoolOption { return func(o *poolOptions) { o.maxHe
 // (slots × stride) with ErrTooLarge. A MaxSize in the Conn's receive policy
 // applies as well. Set one of them when the producer is not yours.
 func WithPoolMaxSize(n int64) PoolOption { return func(o *poolOptions) { o.maxSize = n } }
+
+// WithPoolFutex makes NewPool build a futex pool: messages and releases
+// travel through a second shared memfd, a ring beside the slots, instead
+// of the socket, and a side that waits is woken by futex(2). The socket
+// then carries the hello, a wake-up record for a side that has waited
+// longer than the futex wait, and the hang-up. The consumer's AcceptPool
+// follows the hello's lead (a sealbuf of this version or later is
+// needed on both sides).
+//
+// What it buys: a message no longer costs a system call on each side, only
+// a futex wake-up when the peer waits. Measured on a 2-core VM, both
+// processes on one CPU, ping-pong (docs/bench.md): see the pool rows.
+//
+// How a side waits: in futex(2) for the Conn's WithBlockingWait, or 1 ms
+// when it has none (as an ordinary blocking system call: after 20 µs the
+// runtime gives the P to other goroutines), then parked on the socket in
+// Go's netpoller. While it waits in futex(2), a cancelled context, a
+// deadline, a slot freed by Discard and the peer's death are noticed up
+// to that long late; Close and a peer's Close wake it at once.
+//
+// What changes: Release never holds records back (a release costs no
+// system call unless the producer waits), so Flush does nothing. Send
+// fails only before the record is published (Close) or when the
+// consumer's wake-up fails: then the error says so, matches io.EOF if the
+// consumer is gone, and the slot stays sent (the consumer may read it). The
+// trust model is the pool's: every record the peer writes into the ring is
+// copied once and checked like a socket record, and a head that runs more
+// than Slots entries ahead fails with ErrPoolProtocol; the ring is sealed
+// against resizing, so neither side can make the other fault.
+func WithPoolFutex() PoolOption { return func(o *poolOptions) { o.futex = true } }
 
 func newPoolOptions(opts []PoolOption) poolOptions {
 	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: noLimit}
@@ -137,7 +168,7 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 	case o.maxHeader < 0 || o.maxHeader > PoolMaxHeader:
 		return nil, fmt.Errorf("sealbuf: new pool: %d-byte header limit, want 0 to %d", o.maxHeader, PoolMaxHeader)
 	}
-	h := poolHello{slots: slots, slotSize: slotSize, stride: pageUp(slotSize), maxHeader: o.maxHeader}
+	h := poolHello{slots: slots, slotSize: slotSize, stride: pageUp(slotSize), maxHeader: o.maxHeader, ring: o.futex}
 	size := h.slots * h.stride
 	if size > maxMappable {
 		return nil, fmt.Errorf("sealbuf: new pool: %d bytes in all, more than can be mapped: %w", size, ErrTooLarge)
@@ -158,13 +189,31 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 	for i := slots - 1; i >= 0; i-- {
 		p.free = append(p.free, uint32(i))
 	}
+	files := []*memfd.File{file}
+	var ring *poolRing
+	if o.futex {
+		var rfile *memfd.File
+		if rfile, ring, err = newRingMemfd(o.name, slots, o.maxHeader); err != nil {
+			unmap(mem)
+			file.Close()
+			return nil, err
+		}
+		defer rfile.Close() // the consumer gets its own; our mapping stays
+		files = append(files, rfile)
+	}
 	if p.link, err = newPoolLink(c, poolMaxBatch*poolRecordLen); err == nil {
+		if ring != nil {
+			p.link.ringSetup(ring, p.drainFn)
+		}
 		var hb [poolHelloLen]byte
-		err = c.send(h.append(hb[:0]), sendItems{file: file})
+		err = c.send(h.append(hb[:0]), sendItems{pool: files})
 	}
 	if err != nil {
 		unmap(mem)
 		file.Close()
+		if ring != nil {
+			ring.unmap()
+		}
 		return nil, fmt.Errorf("sealbuf: new pool: sending its descriptor: %w", err)
 	}
 	return p, nil
@@ -407,7 +456,7 @@ func (p *Pool) signalFreed() {
 	case p.freed <- struct{}{}:
 	default:
 	}
-	p.link.w.kick()
+	p.link.kick()
 }
 
 // Index returns the slot's index in the pool.
@@ -462,16 +511,20 @@ func (s Slot) Send(n int, header []byte) error {
 	p.slot[s.idx].state = slotSent
 	p.mu.Unlock()
 
-	err := p.link.sendRecord(poolRecord{kind: poolKindMessage, slot: s.idx, gen: s.gen, length: uint32(n)}, header)
+	published, err := p.link.sendMessage(poolRecord{kind: poolKindMessage, slot: s.idx, gen: s.gen, length: uint32(n)}, header)
 	if err == nil {
 		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if st := &p.slot[s.idx]; st.gen == s.gen && st.state == slotSent {
-		st.state = slotAcquired
+		if !published {
+			st.state = slotAcquired
+		}
 		if errors.Is(err, io.EOF) {
-			p.freeLocked(s.idx)
+			if !published {
+				p.freeLocked(s.idx)
+			}
 			p.peerGoneLocked(err)
 		}
 	}

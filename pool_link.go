@@ -89,6 +89,17 @@ type poolLink struct {
 
 	// polled: this blocking read already waited in ppoll (WithBlockingWait).
 	polled bool
+
+	// A futex pool's ring (WithPoolFutex; nil otherwise), pool_ring_link.go.
+	ring        *poolRing
+	ringDeliver func([]byte, error) // what the socket brings: hang-up, violations
+	ringSockFn  func([]byte, error) // onRingSocket
+	ringBuf     []byte              // release records taken (producer), under recvMu
+	ringKick    atomic.Bool         // interrupt this side's futex wait
+	ringClosing atomic.Bool
+	ringClosed  bool  // under c.sendMu: publish no more
+	ringEOF     error // the producer hung up (consumer), under recvMu
+	ringNews    error // a violation on the socket, for the next Receive
 }
 
 const (
@@ -129,9 +140,17 @@ func newPoolLink(c *Conn, entry int) (*poolLink, error) {
 // context watcher.
 func (l *poolLink) close() error {
 	l.stopHoldBack()
+	if l.ring != nil {
+		l.ringClose()
+	}
 	err := l.c.Close()
 	l.c.recvMu.Lock()
 	l.w.stop()
+	if l.ring != nil {
+		if uerr := l.ring.unmap(); err == nil {
+			err = uerr
+		}
+	}
 	l.c.recvMu.Unlock()
 	return err
 }
@@ -175,6 +194,9 @@ var poolHoldBack = 250 * time.Microsecond
 // next ones, in one message (at most poolMaxBatch records), at the latest
 // when Receive finds nothing more to hand out, or after poolHoldBack.
 func (l *poolLink) release(r poolRecord) error {
+	if l.ring != nil {
+		return l.releaseNow(r)
+	}
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
 	r.put(l.relBuf[l.relN*poolRecordLen:])
@@ -283,6 +305,9 @@ func (l *poolLink) doSend(fd uintptr) bool {
 func (l *poolLink) recvMessage(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
 	l.c.recvMu.Lock()
 	defer l.c.recvMu.Unlock()
+	if l.ring != nil {
+		return l.ringRecv(ctx, header)
+	}
 	if l.stream {
 		return l.recvFrame(ctx, header)
 	}
@@ -355,6 +380,14 @@ func closeAttached(oob []byte, flags int) error {
 func (l *poolLink) drain(ctx context.Context, wait bool, fn func(payload []byte, err error)) error {
 	l.c.recvMu.Lock()
 	defer l.c.recvMu.Unlock()
+	if l.ring != nil {
+		return l.ringDrain(ctx, wait, fn)
+	}
+	return l.drainLocked(ctx, wait, fn)
+}
+
+// drainLocked is drain on the socket; the caller holds c.recvMu.
+func (l *poolLink) drainLocked(ctx context.Context, wait bool, fn func(payload []byte, err error)) error {
 	if l.stream {
 		return l.drainStream(ctx, wait, fn)
 	}
@@ -637,12 +670,14 @@ func (l *poolLink) read(ctx context.Context, fn func(uintptr) bool) error {
 // when the Conn asks for it (WithBlockingWait), and reports whether fd
 // became readable.
 func (l *poolLink) waitInKernel(fd uintptr) bool {
-	if l.polled || l.c.blockingWait <= 0 {
+	if l.polled || l.c.blockingWait <= 0 || l.ring != nil { // a futex pool waited in futex(2) already
 		return false
 	}
 	l.polled = true
 	return waitReadable(int(fd), l.c.blockingWait)
 }
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
 // poolIOError translates a socket error: a peer that hung up matches
 // io.EOF, a closed Conn os.ErrClosed; context errors pass unchanged.

@@ -165,7 +165,7 @@ func TestPoolReleasesHeldBack(t *testing.T) {
 // waiting, and then stops calling Receive, keeps the slot only briefly.
 func TestPoolHoldBackIsBounded(t *testing.T) {
 	defer sealbuf.SetPoolHoldBack(5 * time.Millisecond)()
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			p, r := newPoolPair(t, st.typ, 2, 64)
 			ctx := context.Background()

@@ -78,7 +78,7 @@ func AcceptPool(c *Conn, opts ...PoolOption) (*PoolReader, error) {
 }
 
 func acceptPool(c *Conn, hello []byte, files []*os.File, maxSize int64) (*PoolReader, error) {
-	h, file, mem, seals, err := openPool(hello, files, maxSize)
+	h, file, mem, seals, ring, err := openPool(hello, files, maxSize)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,13 @@ func acceptPool(c *Conn, hello []byte, files []*os.File, maxSize int64) (*PoolRe
 	if err != nil {
 		unmap(mem)
 		file.Close()
+		if ring != nil {
+			ring.unmap()
+		}
 		return nil, err
+	}
+	if ring != nil {
+		link.ringSetup(ring, link.onConsumerNews)
 	}
 	return &PoolReader{
 		link: link, file: file, mem: mem, hello: h, seals: seals,
@@ -95,10 +101,10 @@ func acceptPool(c *Conn, hello []byte, files []*os.File, maxSize int64) (*PoolRe
 	}, nil
 }
 
-// openPool checks a received hello and its descriptors and maps the pool
-// read-only. It closes every descriptor in files on error, and every one
-// but the pool's on success.
-func openPool(hello []byte, files []*os.File, maxSize int64) (poolHello, *memfd.File, []byte, memfd.Seals, error) {
+// openPool checks a received hello and its descriptors, maps the pool
+// read-only and, for a futex pool, the ring writable. It closes every
+// descriptor in files on error, and every one but the pool's on success.
+func openPool(hello []byte, files []*os.File, maxSize int64) (h poolHello, file *memfd.File, mem []byte, seals memfd.Seals, ring *poolRing, err error) {
 	defer func() {
 		for _, f := range files {
 			if f != nil {
@@ -106,18 +112,43 @@ func openPool(hello []byte, files []*os.File, maxSize int64) (poolHello, *memfd.
 			}
 		}
 	}()
-	h, err := parsePoolHello(hello)
+	h, err = parsePoolHello(hello)
 	if err != nil {
+		return h, nil, nil, 0, nil, err
+	}
+	want := 1
+	if h.ring {
+		want = 2
+	}
+	if len(files) != want {
+		return h, nil, nil, 0, nil, poolProtoError(nil, "the hello carries %d descriptors, want exactly %d (all closed)", len(files), want)
+	}
+	if h.ring {
+		rfile, info, err := memfd.Adopt(files[1])
+		if err != nil {
+			return h, nil, nil, 0, nil, fmt.Errorf("the ring: %w", err)
+		}
+		files[1] = nil
+		if ring, err = openRing(rfile, info, h); err != nil {
+			return h, nil, nil, 0, nil, fmt.Errorf("the ring: %w", err)
+		}
+	}
+	h, file, mem, seals, err = openSlots(h, files[0], maxSize)
+	files[0] = nil
+	if err != nil && ring != nil {
+		ring.unmap()
+		ring = nil
+	}
+	return h, file, mem, seals, ring, err
+}
+
+// openSlots checks the pool's memfd and maps it read-only. It owns f.
+func openSlots(h poolHello, f *os.File, maxSize int64) (poolHello, *memfd.File, []byte, memfd.Seals, error) {
+	file, info, err := memfd.Adopt(f)
+	if err != nil {
+		f.Close()
 		return h, nil, nil, 0, err
 	}
-	if len(files) != 1 {
-		return h, nil, nil, 0, poolProtoError(nil, "the hello carries %d descriptors, want exactly 1 (all closed)", len(files))
-	}
-	file, info, err := memfd.Adopt(files[0])
-	if err != nil {
-		return h, nil, nil, 0, err
-	}
-	files[0] = nil // file owns it now
 	seals := info.Seals
 	size, err := verifyInfo(file.Name(), info, poolSeals, maxSize)
 	if err == nil && size != h.slots*h.stride {
@@ -195,7 +226,7 @@ func (r *PoolReader) Receive(ctx context.Context, header []byte) (View, int, err
 	}
 	r.mu.Unlock()
 	if handBack {
-		if rerr := r.link.sendRecord(poolRecord{kind: poolKindRelease, slot: rec.slot, gen: rec.gen}, nil); rerr != nil && !errors.Is(rerr, io.EOF) && err == nil {
+		if rerr := r.link.releaseNow(poolRecord{kind: poolKindRelease, slot: rec.slot, gen: rec.gen}); rerr != nil && !errors.Is(rerr, io.EOF) && err == nil {
 			err = rerr
 		}
 	}

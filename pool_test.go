@@ -30,11 +30,32 @@ var poolSockTypes = []struct {
 	typ  int
 }{{"unixpacket", unix.SOCK_SEQPACKET}, {"unix", unix.SOCK_STREAM}}
 
+// poolFutex, or-ed into a socket type, makes newPoolPair (and poolOpts)
+// build a futex pool (WithPoolFutex) over that socket type.
+const poolFutex = 1 << 24
+
+// poolFlavors are poolSockTypes, each with and without WithPoolFutex.
+var poolFlavors = []struct {
+	name string
+	typ  int
+}{
+	{"unixpacket", unix.SOCK_SEQPACKET}, {"unix", unix.SOCK_STREAM},
+	{"unixpacket-futex", unix.SOCK_SEQPACKET | poolFutex}, {"unix-futex", unix.SOCK_STREAM | poolFutex},
+}
+
+// poolOpts adds WithPoolFutex to opts when typ asks for it.
+func poolOpts(typ int, opts ...sealbuf.PoolOption) []sealbuf.PoolOption {
+	if typ&poolFutex != 0 {
+		return append(opts, sealbuf.WithPoolFutex())
+	}
+	return opts
+}
+
 // poolSocketpair returns the two ends of a connected AF_UNIX socketpair as
 // *net.UnixConn, closed when the test ends (a second Close is harmless).
 func poolSocketpair(t testing.TB, typ int) (*net.UnixConn, *net.UnixConn) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ&^poolFutex|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	mk := func(fd int) *net.UnixConn {
 		f := os.NewFile(uintptr(fd), "pool-socketpair")
@@ -60,7 +81,7 @@ func poolConns(t testing.TB, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 func newPoolPair(t testing.TB, typ, slots, slotSize int, opts ...sealbuf.PoolOption) (*sealbuf.Pool, *sealbuf.PoolReader) {
 	t.Helper()
 	pc, cc := poolConns(t, typ)
-	p, err := sealbuf.NewPool(pc, slots, slotSize, opts...)
+	p, err := sealbuf.NewPool(pc, slots, slotSize, poolOpts(typ, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 	r, err := sealbuf.AcceptPool(cc)
@@ -76,7 +97,7 @@ func poolFill(b []byte, seed int) {
 }
 
 func TestPoolRoundTrip(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots, size = 3, 10000
 			p, r := newPoolPair(t, st.typ, slots, size, sealbuf.WithPoolMaxHeader(64))
@@ -127,7 +148,7 @@ func TestPoolRoundTrip(t *testing.T) {
 // TestPoolPipelined keeps every slot in flight, receiving on another
 // goroutine, so releases and messages cross.
 func TestPoolPipelined(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots, size, count = 4, 4096, 2000
 			p, r := newPoolPair(t, st.typ, slots, size)
@@ -381,7 +402,7 @@ func requirePoolClosed(t *testing.T, err error) {
 }
 
 func TestPoolBackPressure(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots = 3
 			p, r := newPoolPair(t, st.typ, slots, 64)
@@ -440,40 +461,48 @@ func TestPoolBackPressure(t *testing.T) {
 // TestPoolDiscardWakesAcquire: a slot given back locally wakes an Acquire
 // blocked on the socket.
 func TestPoolDiscardWakesAcquire(t *testing.T) {
-	p, _ := newPoolPair(t, unix.SOCK_SEQPACKET, 1, 64)
-	s, err := p.Acquire(context.Background())
-	require.NoError(t, err)
-	got := make(chan error, 1)
-	go func() {
-		_, err := p.Acquire(context.Background())
-		got <- err
-	}()
-	time.Sleep(30 * time.Millisecond)
-	require.NoError(t, s.Discard())
-	select {
-	case err := <-got:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Acquire did not wake when a slot was discarded")
+	for _, st := range poolFlavors {
+		t.Run(st.name, func(t *testing.T) {
+			p, _ := newPoolPair(t, st.typ, 1, 64)
+			s, err := p.Acquire(context.Background())
+			require.NoError(t, err)
+			got := make(chan error, 1)
+			go func() {
+				_, err := p.Acquire(context.Background())
+				got <- err
+			}()
+			time.Sleep(30 * time.Millisecond)
+			require.NoError(t, s.Discard())
+			select {
+			case err := <-got:
+				require.NoError(t, err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("Acquire did not wake when a slot was discarded")
+			}
+		})
 	}
 }
 
 func TestPoolReceiveContext(t *testing.T) {
-	_, r := newPoolPair(t, unix.SOCK_SEQPACKET, 1, 64)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	_, _, err := r.Receive(ctx, nil)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	ctx, cancel = context.WithCancel(context.Background())
-	time.AfterFunc(20*time.Millisecond, cancel)
-	_, _, err = r.Receive(ctx, nil)
-	require.ErrorIs(t, err, context.Canceled)
+	for _, st := range poolFlavors {
+		t.Run(st.name, func(t *testing.T) {
+			_, r := newPoolPair(t, st.typ, 1, 64)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			_, _, err := r.Receive(ctx, nil)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			ctx, cancel = context.WithCancel(context.Background())
+			time.AfterFunc(20*time.Millisecond, cancel)
+			_, _, err = r.Receive(ctx, nil)
+			require.ErrorIs(t, err, context.Canceled)
+		})
+	}
 }
 
 // TestPoolConsumerHangUp: the consumer's Close returns every slot, and the
 // producer learns it is gone.
 func TestPoolConsumerHangUp(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots = 4
 			p, r := newPoolPair(t, st.typ, slots, 64)
@@ -504,24 +533,28 @@ func TestPoolConsumerHangUp(t *testing.T) {
 // TestPoolProducerHangUp: the consumer sees io.EOF; views it holds stay
 // readable until it closes, and releasing them is harmless.
 func TestPoolProducerHangUp(t *testing.T) {
-	p, r := newPoolPair(t, unix.SOCK_SEQPACKET, 2, 64)
-	s, err := p.Acquire(context.Background())
-	require.NoError(t, err)
-	copy(s.Bytes(), "kept")
-	require.NoError(t, s.Send(4, nil))
-	require.NoError(t, p.Close())
-	v, _, err := r.Receive(context.Background(), nil)
-	require.NoError(t, err)
-	_, _, err = r.Receive(context.Background(), nil)
-	require.ErrorIs(t, err, io.EOF)
-	require.Equal(t, "kept", string(v.Bytes()))
-	require.NoError(t, v.Release())
+	for _, st := range poolFlavors {
+		t.Run(st.name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.typ, 2, 64)
+			s, err := p.Acquire(context.Background())
+			require.NoError(t, err)
+			copy(s.Bytes(), "kept")
+			require.NoError(t, s.Send(4, nil))
+			require.NoError(t, p.Close())
+			v, _, err := r.Receive(context.Background(), nil)
+			require.NoError(t, err)
+			_, _, err = r.Receive(context.Background(), nil)
+			require.ErrorIs(t, err, io.EOF)
+			require.Equal(t, "kept", string(v.Bytes()))
+			require.NoError(t, v.Release())
+		})
+	}
 }
 
 // TestPoolShortHeaderBuffer: a header too long for the buffer fails with
 // io.ErrShortBuffer and the slot goes back to the producer.
 func TestPoolShortHeaderBuffer(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			p, r := newPoolPair(t, st.typ, 1, 64)
 			s, err := p.Acquire(context.Background())
@@ -548,7 +581,7 @@ func TestPoolNoLeaks(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	cycle := func(typ int) {
 		pc, cc := poolConns(t, typ)
-		p, err := sealbuf.NewPool(pc, 3, 5000)
+		p, err := sealbuf.NewPool(pc, 3, 5000, poolOpts(typ)...)
 		require.NoError(t, err)
 		r, err := sealbuf.AcceptPool(cc)
 		require.NoError(t, err)
@@ -567,7 +600,7 @@ func TestPoolNoLeaks(t *testing.T) {
 		require.NoError(t, r.Close())
 		require.NoError(t, p.Close())
 	}
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		cycle(st.typ) // warm up
 	}
 	fds, maps := poolCountFDs(t), poolCountMaps(t)
@@ -576,7 +609,7 @@ func TestPoolNoLeaks(t *testing.T) {
 	require.NoError(t, p.Close())
 	require.NoError(t, r.Close())
 	for range 200 {
-		for _, st := range poolSockTypes {
+		for _, st := range poolFlavors {
 			cycle(st.typ)
 		}
 	}
@@ -604,7 +637,7 @@ func poolCountMaps(t testing.TB) int {
 // fill, Send, Receive, Release allocate nothing, with a plain or a
 // cancellable context, over both socket types, with and without waiting.
 func TestPoolZeroAllocs(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			p, r := newPoolPair(t, st.typ, 2, 4096)
 			hdr := make([]byte, 16)
@@ -996,7 +1029,7 @@ func TestPoolHostileConsumer(t *testing.T) {
 // unread resets the socket; the messages it sent before still reach the
 // consumer, in order, before end of file.
 func TestPoolProducerGoneMessagesFirst(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			p, r := newPoolPair(t, st.typ, 3, 64)
 			ctx := context.Background()

@@ -39,13 +39,22 @@ import (
 // hello's header limit). Release: 1 to poolMaxBatch 'R' records, nothing
 // else; a record returns the slot it names, with the generation the
 // consumer received it under.
+//
+// A futex pool (WithPoolFutex) announces itself with magic
+// "sbpool\x00\x02" and a second descriptor: the ring memfd, sealed
+// shrink|grow and not against writes, of the size ringLayout gives.
+// Messages and releases then travel through the ring (pool_ring.go), and
+// the socket carries only wake-up records — kind 'W', everything else
+// zero — one message each, and the hang-up.
 const (
 	poolHelloLen  = 32
 	poolRecordLen = 16
 	poolMagic     = "sbpool\x00\x01"
+	poolMagicRing = "sbpool\x00\x02" // a futex pool: records travel in a ring
 
 	poolKindMessage = 'M'
 	poolKindRelease = 'R'
+	poolKindWake    = 'W' // futex pool: wake up, the ring has news
 
 	// poolMaxBatch is the most release records one release message may
 	// carry.
@@ -109,10 +118,15 @@ type poolHello struct {
 	maxHeader int
 	slotSize  int
 	stride    int
+	ring      bool // a futex pool: the hello's second descriptor is the ring
 }
 
 func (h poolHello) append(b []byte) []byte {
-	b = append(b, poolMagic...)
+	if h.ring {
+		b = append(b, poolMagicRing...)
+	} else {
+		b = append(b, poolMagic...)
+	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(h.slots))
 	b = binary.LittleEndian.AppendUint32(b, uint32(h.maxHeader))
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.slotSize))
@@ -121,7 +135,7 @@ func (h poolHello) append(b []byte) []byte {
 
 // parsePoolHello decodes and bounds-checks a hello.
 func parsePoolHello(b []byte) (poolHello, error) {
-	if len(b) != poolHelloLen || string(b[:8]) != poolMagic {
+	if len(b) != poolHelloLen || (string(b[:8]) != poolMagic && string(b[:8]) != poolMagicRing) {
 		return poolHello{}, poolProtoError(nil, "the first message is not a pool hello (%d bytes, want %d starting %q): is the peer a sealbuf Pool?", len(b), poolHelloLen, poolMagic)
 	}
 	slots := binary.LittleEndian.Uint32(b[8:])
@@ -138,7 +152,7 @@ func parsePoolHello(b []byte) (poolHello, error) {
 	case stride < slotSize || stride > maxMappable/uint64(slots):
 		return poolHello{}, poolProtoError(nil, "hello announces a stride of %d bytes for %d-byte slots: out of range", stride, slotSize)
 	}
-	return poolHello{slots: int(slots), maxHeader: int(maxHeader), slotSize: int(slotSize), stride: int(stride)}, nil
+	return poolHello{slots: int(slots), maxHeader: int(maxHeader), slotSize: int(slotSize), stride: int(stride), ring: string(b[:8]) == poolMagicRing}, nil
 }
 
 // poolRecord is one decoded record.

@@ -14,7 +14,9 @@ import (
 // the floor between its two sides (the wire format is the same: the
 // library's producer with the floor's consumer, and the reverse);
 // sealed-wait is the sealed mode with WithBlockingWait at every size (sealed
-// uses it up to 64 KiB only), pool-netpoll the pool mode without it.
+// uses it up to 64 KiB only); pool-socket is the pool mode with its records
+// over the socket (no WithPoolFutex), pool-netpoll that without
+// WithBlockingWait either.
 func init() {
 	Register(Mode{
 		Name:     "lib-producer",
@@ -35,11 +37,18 @@ func init() {
 		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, diagWait) },
 	})
 	Register(Mode{
+		Name:     "pool-socket",
+		Socket:   unix.SOCK_SEQPACKET,
+		Supports: poolFits,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, poolSocket) },
+		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolSocket) },
+	})
+	Register(Mode{
 		Name:     "pool-netpoll",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: poolFits,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, 0) },
-		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, 0) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, poolNetpoll) },
+		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolNetpoll) },
 	})
 }
 

@@ -23,17 +23,19 @@ import (
 // is in flight at a time and its whole cost falls inside Send.
 //
 // pool is the library (sealbuf.NewPool, Acquire, Send; AcceptPool,
-// Receive, Release). pool-floor is the same steps in raw x/sys/unix calls
-// on a blocking socket (PoolFloor): the floor the pool is measured
-// against.
+// Receive, Release) in its latency configuration: WithPoolFutex (records
+// in a shared ring, futex wake-ups) and WithBlockingWait. pool-floor is
+// the same steps in raw x/sys/unix calls on a blocking socket
+// (PoolFloor): the floor the issue measures the pool against;
+// pool-futex-floor (futexfloor.go) is the futex's own floor.
 
 func init() {
 	Register(Mode{
 		Name:     "pool",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: poolFits,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, poolWait) },
-		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolWait) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, poolFast) },
+		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolFast) },
 	})
 	Register(Mode{
 		Name:     "pool-floor",
@@ -57,20 +59,41 @@ type poolProducer struct {
 	slot sealbuf.Slot // acquired: the next message goes into it
 	held bool
 	size int
-	wait time.Duration
+	cfg  poolConfig
+}
+
+// poolConfig is how a pool mode configures the library.
+type poolConfig struct {
+	wait  time.Duration // WithBlockingWait
+	futex bool          // WithPoolFutex
 }
 
 // poolWait is how long the pool mode's Conns wait in the kernel before the
-// netpoller (WithBlockingWait): the ping-pong latency configuration. The
-// diagnostic mode pool-netpoll measures the pool without it.
+// netpoller (WithBlockingWait): the ping-pong latency configuration.
 const poolWait = time.Millisecond
 
-func newPoolProducer(sock *os.File, size int, wait time.Duration) (Producer, error) {
-	conn, err := newConn(sock, sealbuf.WithBlockingWait(wait))
+// The pool modes' configurations: pool, and the diagnostic modes
+// pool-socket (records over the socket) and pool-netpoll (that, and no
+// WithBlockingWait).
+var (
+	poolFast    = poolConfig{wait: poolWait, futex: true}
+	poolSocket  = poolConfig{wait: poolWait}
+	poolNetpoll = poolConfig{}
+)
+
+func (c poolConfig) poolOptions() []sealbuf.PoolOption {
+	if c.futex {
+		return []sealbuf.PoolOption{sealbuf.WithPoolFutex()}
+	}
+	return nil
+}
+
+func newPoolProducer(sock *os.File, size int, cfg poolConfig) (Producer, error) {
+	conn, err := newConn(sock, sealbuf.WithBlockingWait(cfg.wait))
 	if err != nil {
 		return nil, err
 	}
-	p, err := sealbuf.NewPool(conn, 1, size)
+	p, err := sealbuf.NewPool(conn, 1, size, cfg.poolOptions()...)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -80,14 +103,18 @@ func newPoolProducer(sock *os.File, size int, wait time.Duration) (Producer, err
 		p.Close()
 		return nil, err
 	}
-	return &poolProducer{pool: p, slot: s, held: true, size: size, wait: wait}, nil
+	return &poolProducer{pool: p, slot: s, held: true, size: size, cfg: cfg}, nil
 }
 
 func (p *poolProducer) Note() string {
-	if p.wait > 0 {
-		return fmt.Sprintf("1 slot: Acquire, fill, Send; Receive, Release; WithBlockingWait(%v)", p.wait)
+	note := "1 slot: Acquire, fill, Send; Receive, Release"
+	if p.cfg.futex {
+		note += "; WithPoolFutex"
 	}
-	return "1 slot: Acquire, fill, Send; Receive, Release; netpoller"
+	if p.cfg.wait > 0 {
+		return note + fmt.Sprintf("; WithBlockingWait(%v)", p.cfg.wait)
+	}
+	return note + "; netpoller"
 }
 
 func (p *poolProducer) Send(k uint64) error {
@@ -116,8 +143,8 @@ func (p *poolProducer) Close() error {
 	return p.pool.Close()
 }
 
-func consumePool(sock *os.File, size int, wait time.Duration) error {
-	conn, err := newConn(sock, sealbuf.WithBlockingWait(wait))
+func consumePool(sock *os.File, size int, cfg poolConfig) error {
+	conn, err := newConn(sock, sealbuf.WithBlockingWait(cfg.wait))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,229 @@
+//go:build linux
+
+package sealbuf
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sealbuf/sealbuf/internal/futex"
+)
+
+// The link's side of a futex pool (pool_ring.go): publishing into the
+// ring, taking from it, and waiting for the peer.
+
+// poolFutexWait is how long a futex pool waits in futex(2) before it parks
+// on the socket, when its Conn has no WithBlockingWait. The wait is then an
+// ordinary blocking system call: the runtime hands the P to other
+// goroutines after 20 µs.
+const poolFutexWait = time.Millisecond
+
+// ringSetup makes the link carry its records through ring; deliver gets
+// what the socket brings meanwhile (a hang-up, a protocol violation).
+func (l *poolLink) ringSetup(ring *poolRing, deliver func([]byte, error)) {
+	l.ring = ring
+	l.ringDeliver = deliver
+	l.ringSockFn = l.onRingSocket
+	l.ringBuf = make([]byte, 0, int(ring.slots)*poolRecordLen)
+}
+
+// sendMessage sends a message record and header: into the ring, or over
+// the socket. published reports that the consumer can read the message
+// even though err is set (only the wake-up failed).
+func (l *poolLink) sendMessage(rec poolRecord, header []byte) (published bool, err error) {
+	if l.ring == nil {
+		err = l.sendRecord(rec, header)
+		return err == nil, err
+	}
+	l.c.sendMu.Lock()
+	if l.ringClosed {
+		l.c.sendMu.Unlock()
+		return false, fmt.Errorf("sealbuf: pool: send: %w", os.ErrClosed)
+	}
+	l.ring.publishMessage(rec, header)
+	peer := l.ring.peerState.Load()
+	l.c.sendMu.Unlock()
+	return true, l.wakePeer(peer)
+}
+
+// releaseNow sends a release record at once: into the ring, or over the
+// socket.
+func (l *poolLink) releaseNow(rec poolRecord) error {
+	if l.ring == nil {
+		return l.sendRecord(rec, nil)
+	}
+	l.c.sendMu.Lock()
+	if l.ringClosed {
+		l.c.sendMu.Unlock()
+		return fmt.Errorf("sealbuf: pool: release: %w", os.ErrClosed)
+	}
+	l.ring.publishRelease(rec)
+	peer := l.ring.peerState.Load()
+	l.c.sendMu.Unlock()
+	return l.wakePeer(peer)
+}
+
+// wakePeer wakes the peer, which was in state peer after this side
+// published: in futex(2), or parked on the socket.
+func (l *poolLink) wakePeer(peer uint32) error {
+	switch peer {
+	case ringFutex:
+		// After Close the ring may be unmapped: the call then fails
+		// with EFAULT, which is harmless.
+		futex.Wake(l.ring.myHead, 1)
+	case ringSocket:
+		return l.sendRecord(poolRecord{kind: poolKindWake}, nil)
+	}
+	return nil
+}
+
+// ringKickWaiter interrupts this side's own futex wait (a slot freed
+// locally, Close).
+func (l *poolLink) ringKickWaiter() {
+	l.ringKick.Store(true)
+	futex.Wake(l.ring.peerHead, 1)
+}
+
+// kick interrupts a blocked wait for releases: a slot came back locally.
+func (l *poolLink) kick() {
+	if l.ring != nil {
+		l.ringKickWaiter()
+	}
+	l.w.kick()
+}
+
+// ringClose stops publishing, wakes both this side's waiter and the peer's
+// (which then finds the hang-up on the socket at once), before the Conn is
+// closed. The ring is unmapped by ringUnmap, once no read runs.
+func (l *poolLink) ringClose() {
+	l.c.sendMu.Lock()
+	l.ringClosed = true
+	l.c.sendMu.Unlock()
+	l.ringClosing.Store(true)
+	l.ringKickWaiter()
+	futex.Wake(l.ring.myHead, 1)
+}
+
+// ringWait waits until the peer publishes past what this side took: in
+// futex(2) for the link's wait, then parked on the socket, where the
+// peer's wake-up record, a hang-up, a kick or ctx ends the wait. The
+// caller holds c.recvMu.
+func (l *poolLink) ringWait(ctx context.Context) error {
+	r := l.ring
+	seen := r.taken
+	if r.peerHead.Load() != seen {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d, raw := l.c.blockingWait, true
+	if d <= 0 {
+		d, raw = poolFutexWait, false
+	}
+	r.myState.Store(ringFutex)
+	if r.peerHead.Load() == seen && !l.ringKick.Load() && !l.ringClosing.Load() {
+		futex.Wait(r.peerHead, seen, d, raw)
+	}
+	if l.ringKick.Swap(false) && !l.ringClosing.Load() {
+		r.myState.Store(ringRunning)
+		return errPoolKicked
+	}
+	if r.peerHead.Load() != seen {
+		r.myState.Store(ringRunning)
+		return nil
+	}
+	r.myState.Store(ringSocket)
+	if r.peerHead.Load() != seen {
+		r.myState.Store(ringRunning)
+		return nil
+	}
+	err := l.drainLocked(ctx, true, l.ringSockFn)
+	r.myState.Store(ringRunning)
+	return err
+}
+
+// onRingSocket takes a message that came over the socket of a futex pool:
+// only wake-up records travel there; anything else, and the hang-up, go
+// to ringDeliver.
+func (l *poolLink) onRingSocket(payload []byte, err error) {
+	if err == nil {
+		if _, perr := parsePoolRecord(payload, poolKindWake); perr != nil || len(payload) != poolRecordLen {
+			err = poolProtoError(nil, "a %d-byte message on the socket of a futex pool, where only 16-byte wake-up records travel", len(payload))
+		}
+	}
+	if err != nil {
+		l.ringDeliver(nil, err)
+	}
+}
+
+// ringDrain is drain for a futex pool (producer): it passes the pending
+// release records to fn; without any, and with wait, it waits first. The
+// caller holds c.recvMu.
+func (l *poolLink) ringDrain(ctx context.Context, wait bool, fn func([]byte, error)) error {
+	if l.ringTake(fn) {
+		return nil
+	}
+	var err error
+	if wait {
+		err = l.ringWait(ctx)
+	} else {
+		err = l.drainLocked(ctx, false, l.ringSockFn) // a hang-up, at least
+	}
+	l.ringTake(fn)
+	return err
+}
+
+// ringTake passes the pending release records to fn and reports whether
+// there were any (or an error).
+func (l *poolLink) ringTake(fn func([]byte, error)) bool {
+	recs, err := l.ring.takeReleases(l.ringBuf)
+	if err != nil {
+		fn(nil, err)
+		return true
+	}
+	if len(recs) > 0 {
+		fn(recs, nil)
+		return true
+	}
+	return false
+}
+
+// ringRecv is recvMessage for a futex pool (consumer). The caller holds
+// c.recvMu.
+func (l *poolLink) ringRecv(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
+	for {
+		rec, hn, ok, recOK, err := l.ring.takeMessage(header)
+		if ok {
+			return rec, hn, recOK, err
+		}
+		if err := l.ringNews; err != nil {
+			l.ringNews = nil
+			return rec, 0, false, err
+		}
+		if l.ringEOF != nil {
+			return rec, 0, false, l.ringEOF
+		}
+		if err := l.ringWait(ctx); err != nil {
+			return rec, 0, false, poolIOError("receive", err)
+		}
+	}
+}
+
+// onConsumerNews keeps what the socket of a consumer's futex pool brought:
+// the producer's hang-up for good, a protocol violation for the next
+// Receive.
+func (l *poolLink) onConsumerNews(_ []byte, err error) {
+	switch {
+	case err == nil:
+	case isEOF(err):
+		if l.ringEOF == nil {
+			l.ringEOF = fmt.Errorf("sealbuf: pool: the producer hung up: %w", io.EOF)
+		}
+	case l.ringNews == nil:
+		l.ringNews = err
+	}
+}
