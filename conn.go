@@ -163,8 +163,8 @@ func (c *Conn) SendFiles(header []byte, files ...*os.File) error {
 
 // sendItems are the descriptors of one message: one of its fields is set.
 type sendItems struct {
-	bufs  []*Sealed   // Send
-	files []*os.File  // SendFiles
+	bufs  []*Sealed     // Send
+	files []*os.File    // SendFiles
 	pool  []*memfd.File // a pool's memfds
 }
 

@@ -80,10 +80,10 @@ type poolRing struct {
 	slots     uint32
 	maxHeader int
 	entry     int
-	rel     []byte // release ring
-	msg     []byte // message ring
-	msgHead *atomic.Uint32
-	relHead *atomic.Uint32
+	rel       []byte // release ring
+	msg       []byte // message ring
+	msgHead   *atomic.Uint32
+	relHead   *atomic.Uint32
 	// Of this side: the state the peer reads, and the head it publishes.
 	myState *atomic.Uint32
 	myHead  *atomic.Uint32
