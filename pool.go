@@ -267,6 +267,9 @@ func (p *Pool) SlotSize() int { return p.hello.slotSize }
 // MaxHeader returns the largest header Send accepts.
 func (p *Pool) MaxHeader() int { return p.hello.maxHeader }
 
+// Futex reports whether this is a futex pool (WithPoolFutex).
+func (p *Pool) Futex() bool { return p.hello.ring }
+
 // Seals returns the seals of the pool's memfd (at least
 // shrink|grow|future_write|seal).
 func (p *Pool) Seals() memfd.Seals { return p.seals }

@@ -39,6 +39,7 @@ const (
 var poolChildRoles = map[string]func(sock *os.File, arg string) error{
 	"consume":      poolChildConsume,
 	"die-holding":  poolChildDieHolding,
+	"produce-die":  poolChildProduceDie,
 	"bench-pool":   poolChildBenchPool,
 	"bench-floor":  poolChildBenchFloor,
 	"bench-socket": poolChildBenchSocket,
@@ -75,7 +76,7 @@ func (c *poolChild) Wait() error {
 // returns the parent's end.
 func startPoolChild(t testing.TB, role, arg string, typ int) (*os.File, *poolChild) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ&^poolFutex|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	parent, child := os.NewFile(uintptr(fds[0]), "pool-child-socket"), os.NewFile(uintptr(fds[1]), "pool-child-end")
 	c := &poolChild{cmd: exec.Command(os.Args[0], "-test.run=^TestPoolChild$", "-test.count=1", "-test.timeout=10m")}
@@ -165,6 +166,36 @@ func poolChildDieHolding(sock *os.File, arg string) error {
 			return err
 		}
 	}
+	return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+}
+
+// poolChildProduceDie makes a pool of 4 slots (a futex pool if arg, a
+// socket type, asks for it), sends three one-byte messages 'a', 'b', 'c',
+// and dies by SIGKILL: no Close.
+func poolChildProduceDie(sock *os.File, arg string) error {
+	typ, err := strconv.Atoi(arg)
+	if err != nil {
+		return err
+	}
+	c, err := poolChildConn(sock)
+	if err != nil {
+		return err
+	}
+	p, err := sealbuf.NewPool(c, 4, 64, poolOpts(typ)...)
+	if err != nil {
+		return err
+	}
+	for i := range 3 {
+		s, err := p.Acquire(context.Background())
+		if err != nil {
+			return err
+		}
+		s.Bytes()[0] = byte('a' + i)
+		if err := s.Send(1, nil); err != nil {
+			return err
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // let the parent wait on the socket or the futex
 	return syscall.Kill(os.Getpid(), syscall.SIGKILL)
 }
 

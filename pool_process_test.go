@@ -20,12 +20,12 @@ import (
 // TestPoolAcrossProcesses hands messages of every length to a consumer in
 // another process, which checks each byte and header.
 func TestPoolAcrossProcesses(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots, size, count = 4, 3*4096 + 5, 3000
 			fds, maps := poolCountFDs(t), poolCountMaps(t)
 			sock, child := startPoolChild(t, "consume", "", st.typ)
-			p, err := sealbuf.NewPool(poolConnOf(t, sock), slots, size, sealbuf.WithPoolMaxHeader(16))
+			p, err := sealbuf.NewPool(poolConnOf(t, sock), slots, size, poolOpts(st.typ, sealbuf.WithPoolMaxHeader(16))...)
 			require.NoError(t, err)
 			var hdr [16]byte
 			for seq := range count {
@@ -54,11 +54,11 @@ func TestPoolAcrossProcesses(t *testing.T) {
 // more queued for it) gives every slot back, and the producer learns it
 // is gone.
 func TestPoolConsumerDies(t *testing.T) {
-	for _, st := range poolSockTypes {
+	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots, held = 5, 3
 			sock, child := startPoolChild(t, "die-holding", strconv.Itoa(held), st.typ)
-			p, err := sealbuf.NewPool(poolConnOf(t, sock), slots, 4096)
+			p, err := sealbuf.NewPool(poolConnOf(t, sock), slots, 4096, poolOpts(st.typ)...)
 			require.NoError(t, err)
 			defer p.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -75,6 +75,37 @@ func TestPoolConsumerDies(t *testing.T) {
 			require.ErrorIs(t, err, io.EOF)
 			err = child.Wait()
 			require.ErrorContains(t, err, "killed")
+		})
+	}
+}
+
+// TestPoolProducerDies: a producer killed with messages in flight (some
+// received and held, some not yet received) leaves the consumer every
+// message it sent, then io.EOF; the views stay readable.
+func TestPoolProducerDies(t *testing.T) {
+	for _, st := range poolFlavors {
+		t.Run(st.name, func(t *testing.T) {
+			const sent = 3
+			sock, child := startPoolChild(t, "produce-die", strconv.Itoa(st.typ), st.typ)
+			r, err := sealbuf.AcceptPool(poolConnOf(t, sock))
+			require.NoError(t, err)
+			defer r.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var views []sealbuf.View
+			for i := range sent {
+				v, _, err := r.Receive(ctx, nil)
+				require.NoError(t, err, "message %d", i)
+				require.Equal(t, []byte{byte('a' + i)}, v.Bytes())
+				views = append(views, v)
+			}
+			_, _, err = r.Receive(ctx, nil) // the child dies now
+			require.ErrorIs(t, err, io.EOF)
+			require.ErrorContains(t, child.Wait(), "killed")
+			for i, v := range views {
+				require.Equal(t, []byte{byte('a' + i)}, v.Bytes(), "a held view outlives its producer")
+				require.NoError(t, v.Release())
+			}
 		})
 	}
 }

@@ -183,6 +183,10 @@ func (r *PoolReader) SlotSize() int { return r.hello.slotSize }
 // header buffer of this size never fails with io.ErrShortBuffer.
 func (r *PoolReader) MaxHeader() int { return r.hello.maxHeader }
 
+// Futex reports whether the producer built a futex pool (WithPoolFutex):
+// records travel through a shared ring, and waits are futex(2) waits.
+func (r *PoolReader) Futex() bool { return r.hello.ring }
+
 // Seals returns the seals of the pool's memfd, read when it was accepted.
 func (r *PoolReader) Seals() memfd.Seals { return r.seals }
 

@@ -236,10 +236,11 @@ func (r *poolRing) takeMessage(header []byte) (rec poolRecord, hn int, ok, recOK
 	if rec, err = parsePoolRecord(e[:poolRecordLen], poolKindMessage); err != nil {
 		return rec, 0, true, false, err
 	}
-	hl := int(binary.LittleEndian.Uint32(e[poolRecordLen:]))
-	if hl > r.maxHeader {
-		return rec, 0, true, true, poolProtoError(nil, "a %d-byte header, longer than the %d bytes the producer announced (message dropped, slot handed back)", hl, r.maxHeader)
+	hl32 := binary.LittleEndian.Uint32(e[poolRecordLen:])
+	if hl32 > uint32(r.maxHeader) {
+		return rec, 0, true, true, poolProtoError(nil, "a %d-byte header, longer than the %d bytes the producer announced (message dropped, slot handed back)", hl32, r.maxHeader)
 	}
+	hl := int(hl32)
 	hn = copy(header, e[poolRecordLen+ringHeaderLen:][:hl])
 	if hn < hl {
 		return rec, hn, true, true, fmt.Errorf("sealbuf: pool: receive: %d-byte header, larger than the %d-byte buffer (message dropped, slot handed back): %w", hl, len(header), io.ErrShortBuffer)

@@ -1,0 +1,383 @@
+//go:build linux
+
+package sealbuf_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/memfd"
+)
+
+// The futex pool's ring, as the wire format (pool_ring.go, docs/pool.md)
+// lays it out, for raw peers that write it by hand.
+const (
+	ringMsgHead   = 0
+	ringProdState = 64
+	ringRelHead   = 128
+	ringConsState = 192
+	ringRelOff    = 256
+)
+
+// ringLayoutOf returns the ring's size, message entry size and message
+// ring offset for slots slots and maxHeader-byte headers.
+func ringLayoutOf(slots, maxHeader int) (size, entry, msgOff int) {
+	entry = (16 + 4 + maxHeader + 63) &^ 63
+	msgOff = (ringRelOff + slots*16 + 63) &^ 63
+	size = (msgOff + slots*entry + page - 1) &^ (page - 1)
+	return
+}
+
+func poolHelloRing(slots, maxHeader, slotSize, stride int) []byte {
+	return append([]byte("sbpool\x00\x02"), poolHello(slots, maxHeader, slotSize, stride)[8:]...)
+}
+
+// rawRing is a raw peer's writable mapping of a ring.
+type rawRing struct {
+	mem    []byte
+	slots  int
+	entry  int
+	msgOff int
+	pub    uint32 // entries this raw peer published
+}
+
+func mapRawRing(t testing.TB, f *os.File, slots, maxHeader int) *rawRing {
+	t.Helper()
+	size, entry, msgOff := ringLayoutOf(slots, maxHeader)
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Munmap(mem) })
+	return &rawRing{mem: mem, slots: slots, entry: entry, msgOff: msgOff}
+}
+
+func (r *rawRing) word(off int) *atomic.Uint32 { return (*atomic.Uint32)(unsafe.Pointer(&r.mem[off])) }
+
+// message writes a message entry (record, header length, header) and
+// publishes it.
+func (r *rawRing) message(rec []byte, hlen uint32, header string) {
+	e := r.mem[r.msgOff+int(r.pub%uint32(r.slots))*r.entry:]
+	copy(e, rec)
+	binary.LittleEndian.PutUint32(e[16:], hlen)
+	copy(e[20:], header)
+	r.pub++
+	r.word(ringMsgHead).Store(r.pub)
+}
+
+// release writes a release entry and publishes it.
+func (r *rawRing) release(rec []byte) {
+	copy(r.mem[ringRelOff+int(r.pub%uint32(r.slots))*16:], rec)
+	r.pub++
+	r.word(ringRelHead).Store(r.pub)
+}
+
+// releaseRecord returns the consumer's release entry k.
+func (r *rawRing) releaseRecord(k uint32) []byte {
+	off := ringRelOff + int(k%uint32(r.slots))*16
+	return append([]byte(nil), r.mem[off:off+16]...)
+}
+
+// rawRingMemfd makes a ring memfd of the right size for slots and
+// maxHeader, with seals.
+func rawRingMemfd(t testing.TB, slots, maxHeader int, seals memfd.Seals) *os.File {
+	size, _, _ := ringLayoutOf(slots, maxHeader)
+	return rawPoolMemfd(t, size, seals)
+}
+
+const ringSeals = memfd.SealShrink | memfd.SealGrow | memfd.SealSeal
+
+func TestPoolFutexAcceptRefuses(t *testing.T) {
+	pg := page
+	pipeR, pipeW, err := os.Pipe()
+	require.NoError(t, err)
+	defer pipeR.Close()
+	defer pipeW.Close()
+	hello := poolHelloRing(2, 64, pg, pg)
+	pool := func(t *testing.T) *os.File { return rawPoolMemfd(t, 2*pg, poolSeals) }
+	cases := []struct {
+		name  string
+		files func(t *testing.T) []*os.File
+		want  error
+	}{
+		{"no ring", func(t *testing.T) []*os.File { return []*os.File{pool(t)} }, sealbuf.ErrPoolProtocol},
+		{"three descriptors", func(t *testing.T) []*os.File {
+			return []*os.File{pool(t), rawRingMemfd(t, 2, 64, ringSeals), rawRingMemfd(t, 2, 64, ringSeals)}
+		}, sealbuf.ErrPoolProtocol},
+		{"ring is a pipe", func(t *testing.T) []*os.File { return []*os.File{pool(t), pipeR} }, memfd.ErrNotMemfd},
+		{"ring not sealed", func(t *testing.T) []*os.File { return []*os.File{pool(t), rawRingMemfd(t, 2, 64, 0)} }, sealbuf.ErrNotSealed},
+		{"ring can shrink", func(t *testing.T) []*os.File {
+			return []*os.File{pool(t), rawRingMemfd(t, 2, 64, memfd.SealGrow)}
+		}, sealbuf.ErrNotSealed},
+		{"ring sealed against writes", func(t *testing.T) []*os.File {
+			return []*os.File{pool(t), rawRingMemfd(t, 2, 64, memfd.SealShrink|memfd.SealGrow|memfd.SealFutureWrite)}
+		}, sealbuf.ErrPoolProtocol},
+		{"ring too small", func(t *testing.T) []*os.File { return []*os.File{pool(t), rawPoolMemfd(t, page/2, ringSeals)} }, sealbuf.ErrPoolProtocol},
+		{"ring too large", func(t *testing.T) []*os.File { return []*os.File{pool(t), rawRingMemfd(t, 2, 4096, ringSeals)} }, sealbuf.ErrPoolProtocol},
+		{"the pool as its own ring", func(t *testing.T) []*os.File { p := pool(t); return []*os.File{p, p} }, sealbuf.ErrPoolProtocol},
+		{"pool not sealed", func(t *testing.T) []*os.File {
+			return []*os.File{rawPoolMemfd(t, 2*pg, 0), rawRingMemfd(t, 2, 64, ringSeals)}
+		}, sealbuf.ErrNotSealed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
+			files := tc.files(t)
+			fds, maps := poolCountFDs(t), poolCountMaps(t)
+			require.NoError(t, pc.SendFiles(hello, files...))
+			r, err := sealbuf.AcceptPool(cc)
+			require.True(t, r == nil)
+			require.ErrorIs(t, err, tc.want)
+			t.Log(err)
+			require.Equal(t, fds, poolCountFDs(t), "every received descriptor is closed")
+			require.Equal(t, maps, poolCountMaps(t), "nothing stays mapped")
+		})
+	}
+	t.Run("accepted", func(t *testing.T) {
+		pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
+		require.NoError(t, pc.SendFiles(hello, pool(t), rawRingMemfd(t, 2, 64, ringSeals)))
+		r, err := sealbuf.AcceptPool(cc)
+		require.NoError(t, err)
+		require.True(t, r.Futex())
+		require.NoError(t, r.Close())
+	})
+}
+
+// hostileRingProducer is a raw producer of a futex pool: a properly sealed
+// pool memfd and ring, the ring mapped writable, and the other end of the
+// consumer's Conn.
+func hostileRingProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *rawRing, *sealbuf.PoolReader) {
+	t.Helper()
+	pc, cc := poolConns(t, typ)
+	ringFile := rawRingMemfd(t, slots, 64, ringSeals)
+	ring := mapRawRing(t, ringFile, slots, 64)
+	require.NoError(t, pc.SendFiles(poolHelloRing(slots, 64, slotSize, page), rawPoolMemfd(t, slots*page, poolSeals), ringFile))
+	r, err := sealbuf.AcceptPool(cc)
+	require.NoError(t, err)
+	require.True(t, r.Futex())
+	t.Cleanup(func() { r.Close() })
+	return pc, ring, r
+}
+
+func TestPoolFutexHostileProducer(t *testing.T) {
+	for _, st := range poolSockTypes {
+		t.Run(st.name, func(t *testing.T) {
+			const slots = 2
+			pc, ring, r := hostileRingProducer(t, st.typ, slots, 100)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			hdr := make([]byte, 64)
+			var released uint32 // release entries the consumer published
+			handedBack := func(slot, gen uint32) {
+				t.Helper()
+				require.Equal(t, released+1, ring.word(ringRelHead).Load(), "a release was published")
+				require.Equal(t, poolRecord('R', slot, gen, 0), ring.releaseRecord(released))
+				released++
+			}
+			refused := func(rec []byte, hlen uint32, want error) {
+				t.Helper()
+				ring.message(rec, hlen, "")
+				_, _, err := r.Receive(ctx, hdr)
+				require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+				require.ErrorIs(t, err, want)
+				t.Log(err)
+			}
+			refused(poolRecord('M', slots, 1, 1), 0, sealbuf.ErrBadSlot)
+			refused(poolRecord('M', 1<<31, 1, 1), 0, sealbuf.ErrBadSlot)
+			refused(poolRecord('M', 0, 1, 101), 0, sealbuf.ErrBadLength)
+			handedBack(0, 1)
+			refused(poolRecord('M', 0, 1, 1), 0, sealbuf.ErrStaleGeneration)
+			refused(poolRecord('R', 0, 2, 1), 0, sealbuf.ErrPoolProtocol)
+			refused([]byte("M\x01\x00\x00"+string(make([]byte, 12))), 0, sealbuf.ErrPoolProtocol)
+			refused(poolRecord('M', 1, 1, 1), 65, sealbuf.ErrPoolProtocol) // header past the announced 64
+			handedBack(1, 1)
+			refused(poolRecord('M', 1, 2, 1), 1<<31, sealbuf.ErrPoolProtocol)
+			handedBack(1, 2)
+
+			// A head that runs ahead of what the ring can hold.
+			ring.pub += slots + 3
+			ring.word(ringMsgHead).Store(ring.pub)
+			_, _, err := r.Receive(ctx, hdr)
+			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			t.Log(err)
+
+			// A good message, with its header, and its release.
+			ring.message(poolRecord('M', 0, 5, 100), 3, "hdr")
+			v, hn, err := r.Receive(ctx, hdr)
+			require.NoError(t, err)
+			require.Equal(t, "hdr", string(hdr[:hn]))
+			require.Len(t, v.Bytes(), 100)
+			refused(poolRecord('M', 0, 6, 1), 0, sealbuf.ErrSlotBusy)
+			require.NoError(t, v.Release())
+			handedBack(0, 5)
+
+			// A consumer with nothing to read parks on the socket (state
+			// 2) after its futex wait; a wake-up record brings it back.
+			got := make(chan error, 1)
+			go func() {
+				v, _, err := r.Receive(ctx, hdr)
+				if err == nil {
+					err = v.Release()
+				}
+				got <- err
+			}()
+			require.Eventually(t, func() bool { return ring.word(ringConsState).Load() == 2 }, 5*time.Second, time.Millisecond)
+			ring.message(poolRecord('M', 1, 7, 1), 0, "")
+			time.Sleep(20 * time.Millisecond)
+			select {
+			case err := <-got:
+				t.Fatalf("Receive returned (%v) without a wake-up record", err)
+			default:
+			}
+			require.NoError(t, pc.Send(poolRecord('W', 0, 0, 0)))
+			require.NoError(t, <-got)
+			handedBack(1, 7)
+
+			// Anything else on the socket is a violation; descriptors on it
+			// are closed.
+			require.NoError(t, pc.Send(poolRecord('M', 0, 8, 1)))
+			_, _, err = r.Receive(ctx, hdr)
+			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			extra := rawPoolMemfd(t, page, 0)
+			fds := poolCountFDs(t)
+			require.NoError(t, pc.SendFiles(poolRecord('W', 0, 0, 0), extra))
+			_, _, err = r.Receive(ctx, hdr)
+			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.Equal(t, fds, poolCountFDs(t))
+
+			// Messages published before the hang-up come first, then io.EOF.
+			ring.message(poolRecord('M', 0, 9, 2), 0, "")
+			require.NoError(t, pc.Close())
+			v, _, err = r.Receive(ctx, hdr)
+			require.NoError(t, err)
+			require.Equal(t, 2, v.Len())
+			_, _, err = r.Receive(ctx, hdr)
+			require.ErrorIs(t, err, io.EOF)
+			require.NoError(t, v.Release(), "a release after the hang-up is harmless")
+		})
+	}
+}
+
+// hostileRingConsumer accepts a futex pool's hello by hand, maps its ring
+// and returns the raw Conn.
+func hostileRingConsumer(t *testing.T, typ, slots int) (*sealbuf.Pool, *rawRing, *sealbuf.Conn) {
+	t.Helper()
+	pc, cc := poolConns(t, typ)
+	p, err := sealbuf.NewPool(pc, slots, 64, sealbuf.WithPoolFutex(), sealbuf.WithPoolMaxHeader(64))
+	require.NoError(t, err)
+	require.True(t, p.Futex())
+	t.Cleanup(func() { p.Close() })
+	hb := make([]byte, 64)
+	n, files, err := cc.ReceiveFiles(hb)
+	require.NoError(t, err)
+	require.Equal(t, poolHelloRing(slots, 64, 64, page), hb[:n])
+	require.Len(t, files, 2)
+	ring := mapRawRing(t, files[1], slots, 64)
+	for _, f := range files {
+		f.Close()
+	}
+	return p, ring, cc
+}
+
+func TestPoolFutexHostileConsumer(t *testing.T) {
+	for _, st := range poolSockTypes {
+		t.Run(st.name, func(t *testing.T) {
+			const slots = 2
+			p, ring, cc := hostileRingConsumer(t, st.typ, slots)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var sent []sealbuf.Slot
+			for i := range slots {
+				s, err := p.Acquire(ctx)
+				require.NoError(t, err)
+				require.NoError(t, s.Send(i+1, []byte("h")))
+				sent = append(sent, s)
+			}
+			require.Equal(t, uint32(slots), ring.word(ringMsgHead).Load(), "both messages are in the ring")
+			s0, s1 := sent[0], sent[1]
+			idx0, idx1 := uint32(s0.Index()), uint32(s1.Index())
+			forged := func(rec []byte, want error) {
+				t.Helper()
+				ring.release(rec)
+				_, err := p.Acquire(ctx)
+				require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+				require.ErrorIs(t, err, want)
+				t.Log(err)
+				require.Zero(t, p.Free())
+			}
+			forged(poolRecord('R', slots, 1, 0), sealbuf.ErrBadSlot)
+			forged(poolRecord('R', idx0, s0.Generation()+1, 0), sealbuf.ErrStaleGeneration)
+			forged(poolRecord('R', idx0, s0.Generation(), 5), sealbuf.ErrPoolProtocol)
+			forged(poolRecord('M', idx0, s0.Generation(), 0), sealbuf.ErrPoolProtocol)
+
+			// A head that runs ahead of the ring.
+			ring.pub += slots + 1
+			ring.word(ringRelHead).Store(ring.pub)
+			_, err := p.Acquire(ctx)
+			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+
+			// Garbage on the socket; a descriptor on the socket (closed).
+			require.NoError(t, cc.Send(poolRecord('R', idx0, s0.Generation(), 0)))
+			_, err = p.Acquire(ctx)
+			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			extra := rawPoolMemfd(t, page, 0)
+			fds := poolCountFDs(t)
+			require.NoError(t, cc.SendFiles(poolRecord('W', 0, 0, 0), extra))
+			_, err = p.Acquire(ctx)
+			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.Equal(t, fds, poolCountFDs(t))
+
+			// A real release, then the same again (a double release).
+			ring.release(poolRecord('R', idx0, s0.Generation(), 0))
+			s, err := p.Acquire(ctx)
+			require.NoError(t, err)
+			forged(poolRecord('R', idx0, s0.Generation(), 0), sealbuf.ErrStaleGeneration)
+			require.NoError(t, s.Discard())
+			s, err = p.Acquire(ctx)
+			require.NoError(t, err)
+			forged(poolRecord('R', idx0, s.Generation(), 0), sealbuf.ErrDoubleRelease) // acquired, not sent
+
+			// A producer that waits parks on the socket after its futex
+			// wait; a release alone does not wake it there, the wake-up
+			// record does.
+			got := make(chan error, 1)
+			go func() {
+				s, err := p.Acquire(ctx)
+				if err == nil {
+					err = s.Discard()
+				}
+				got <- err
+			}()
+			require.Eventually(t, func() bool { return ring.word(ringProdState).Load() == 2 }, 5*time.Second, time.Millisecond)
+			ring.release(poolRecord('R', idx1, s1.Generation(), 0))
+			time.Sleep(20 * time.Millisecond)
+			select {
+			case err := <-got:
+				t.Fatalf("Acquire returned (%v) without a wake-up record", err)
+			default:
+			}
+			require.NoError(t, cc.Send(poolRecord('W', 0, 0, 0)))
+			require.NoError(t, <-got)
+
+			// Send of the slot in hand, then the hang-up: every slot back.
+			require.NoError(t, s.Send(1, nil))
+			s, err = p.Acquire(ctx) // the slot the waiter discarded
+			require.NoError(t, err)
+			require.NoError(t, s.Send(1, nil))
+			require.NoError(t, cc.Close())
+			_, err = p.Acquire(ctx)
+			require.ErrorIs(t, err, io.EOF)
+			require.Equal(t, slots, p.Free(), "every slot is back")
+			_, err = p.TryAcquire()
+			require.ErrorIs(t, err, io.EOF)
+		})
+	}
+}
