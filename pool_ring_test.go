@@ -54,7 +54,12 @@ type rawRing struct {
 func mapRawRing(t testing.TB, f *os.File, slots, maxHeader int) *rawRing {
 	t.Helper()
 	size, entry, msgOff := ringLayoutOf(slots, maxHeader)
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	rc, err := f.SyscallConn()
+	require.NoError(t, err)
+	var mem []byte
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		mem, err = unix.Mmap(int(fd), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	}))
 	require.NoError(t, err)
 	t.Cleanup(func() { unix.Munmap(mem) })
 	return &rawRing{mem: mem, slots: slots, entry: entry, msgOff: msgOff}
