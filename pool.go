@@ -453,8 +453,12 @@ func (p *Pool) peerGoneLocked(err error) {
 }
 
 // signalFreed wakes a waiting Acquire after a slot came back without a
-// read (Discard, a failed Send, the consumer gone).
+// read (Discard, a failed Send, the consumer gone). The caller holds p.mu;
+// after Close there is nobody to wake (and the ring may be unmapped).
 func (p *Pool) signalFreed() {
+	if p.closed {
+		return
+	}
 	select {
 	case p.freed <- struct{}{}:
 	default:

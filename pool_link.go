@@ -37,7 +37,11 @@ type poolLink struct {
 	sRec   [poolRecordLen]byte
 	sParts [3][]byte
 	sErr   error
-	sFn    func(uintptr) bool
+	// sNoWait: a send that finds the socket full gives up (wake-up
+	// records), unless sPartial: part of the message went out.
+	sNoWait  bool
+	sPartial bool
+	sFn      func(uintptr) bool
 
 	// Release records held back (consumer), under relMu; relAny is
 	// relN > 0, readable without the lock.
@@ -138,12 +142,22 @@ func newPoolLink(c *Conn, entry int) (*poolLink, error) {
 
 // close closes the Conn, waits until no receive is running, and stops the
 // context watcher.
+//
+// The Conn is closed first, with no lock held: that ends a send blocked on
+// a full socket (a peer that stopped reading), which holds the locks the
+// rest of close takes.
 func (l *poolLink) close() error {
-	l.stopHoldBack()
 	if l.ring != nil {
-		l.ringClose()
+		l.ringClosing.Store(true)
+		l.ringWakeAll()
 	}
 	err := l.c.Close()
+	l.stopHoldBack()
+	if l.ring != nil {
+		l.c.sendMu.Lock()
+		l.ringClosed = true
+		l.c.sendMu.Unlock()
+	}
 	l.c.recvMu.Lock()
 	l.w.stop()
 	if l.ring != nil {
@@ -164,7 +178,7 @@ func (l *poolLink) send(a, b []byte) error {
 	if l.stream {
 		l.sParts[0] = scm.Frame{HeaderLen: len(a) + len(b)}.Append(l.sFrame[:0])
 	}
-	l.sErr = nil
+	l.sErr, l.sPartial = nil, false
 	err := l.rc.Write(l.sFn)
 	l.sParts = [3][]byte{}
 	if err == nil {
@@ -268,12 +282,16 @@ func (l *poolLink) doSend(fd uintptr) bool {
 	for {
 		n, err := scm.Sendmsg(int(fd), l.sParts[:], nil)
 		if err == unix.EAGAIN {
-			return false
+			// A wake-up record that finds the socket full is not needed:
+			// the records queued there wake the peer. Unless part of its
+			// frame went out already.
+			return l.sNoWait && !l.sPartial
 		}
 		if err != nil {
 			l.sErr = os.NewSyscallError("sendmsg", err)
 			return true
 		}
+		l.sPartial = true
 		for i := range l.sParts {
 			k := min(n, len(l.sParts[i]))
 			l.sParts[i] = l.sParts[i][k:]
@@ -712,6 +730,7 @@ type poolWaiter struct {
 	mu      sync.Mutex
 	blocked bool // a read is between begin and end
 	kicked  bool // and its deadline was moved into the past
+	pending bool // a kick came while no read was blocked: the next begin returns errPoolKicked
 
 	started bool
 	stopped bool
@@ -736,6 +755,13 @@ func (w *poolWaiter) begin(ctx context.Context) (waitToken, error) {
 		return tok, err
 	}
 	w.mu.Lock()
+	if w.pending {
+		// A slot came back while this reader was on its way here (after
+		// it looked for one): look again instead of waiting.
+		w.pending = false
+		w.mu.Unlock()
+		return tok, errPoolKicked
+	}
 	w.blocked = true
 	var dl time.Time
 	if dl, tok.deadline = ctx.Deadline(); tok.deadline {
@@ -778,10 +804,14 @@ func (w *poolWaiter) end(ctx context.Context, tok waitToken, err error) error {
 	return err
 }
 
-// kick interrupts the blocked read, if any.
+// kick interrupts the blocked read, or, when none is blocked, the next
+// one before it blocks.
 func (w *poolWaiter) kick() {
 	w.mu.Lock()
-	if w.blocked && !w.kicked {
+	switch {
+	case !w.blocked:
+		w.pending = true
+	case !w.kicked:
 		w.kicked = true
 		w.conn.SetReadDeadline(poolLongAgo)
 	}

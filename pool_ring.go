@@ -161,9 +161,12 @@ func openRing(f *memfd.File, info memfd.Info, h poolHello) (*poolRing, error) {
 	return newPoolRingView(mem, h.slots, h.maxHeader, false), nil
 }
 
+// unmap unmaps the ring; the caller holds the Conn's recvMu and sendMu
+// was taken to set ringClosed, so nothing reads or writes it any more.
+// Later calls find mem nil.
 func (r *poolRing) unmap() error {
 	err := unmap(r.mem)
-	r.mem = nil
+	r.mem, r.rel, r.msg = nil, nil, nil
 	return err
 }
 

@@ -75,16 +75,26 @@ func (l *poolLink) wakePeer(peer uint32) error {
 		// with EFAULT, which is harmless.
 		futex.Wake(l.ring.myHead, 1)
 	case ringSocket:
-		return l.sendRecord(poolRecord{kind: poolKindWake}, nil)
+		l.c.sendMu.Lock()
+		defer l.c.sendMu.Unlock()
+		poolRecord{kind: poolKindWake}.put(l.sRec[:])
+		l.sNoWait = true
+		err := l.send(l.sRec[:], nil)
+		l.sNoWait = false
+		return err
 	}
 	return nil
 }
 
 // ringKickWaiter interrupts this side's own futex wait (a slot freed
-// locally, Close).
+// locally, Close). The flag is stored before the state is loaded, and a
+// waiter stores its state before it loads the flag: one of them sees the
+// other, so the system call is needed only when the waiter is in futex(2).
 func (l *poolLink) ringKickWaiter() {
 	l.ringKick.Store(true)
-	futex.Wake(l.ring.peerHead, 1)
+	if l.ring.myState.Load() == ringFutex {
+		futex.Wake(l.ring.peerHead, 1)
+	}
 }
 
 // kick interrupts a blocked wait for releases: a slot came back locally.
@@ -95,14 +105,9 @@ func (l *poolLink) kick() {
 	l.w.kick()
 }
 
-// ringClose stops publishing, wakes both this side's waiter and the peer's
-// (which then finds the hang-up on the socket at once), before the Conn is
-// closed. The ring is unmapped by ringUnmap, once no read runs.
-func (l *poolLink) ringClose() {
-	l.c.sendMu.Lock()
-	l.ringClosed = true
-	l.c.sendMu.Unlock()
-	l.ringClosing.Store(true)
+// ringWakeAll wakes this side's waiter and the peer's (which then finds
+// the hang-up on the socket), as Close begins.
+func (l *poolLink) ringWakeAll() {
 	l.ringKickWaiter()
 	futex.Wake(l.ring.myHead, 1)
 }
@@ -164,6 +169,9 @@ func (l *poolLink) onRingSocket(payload []byte, err error) {
 // release records to fn; without any, and with wait, it waits first. The
 // caller holds c.recvMu.
 func (l *poolLink) ringDrain(ctx context.Context, wait bool, fn func([]byte, error)) error {
+	if l.ring.mem == nil { // Close unmapped it, under recvMu
+		return fmt.Errorf("sealbuf: pool: %w", os.ErrClosed)
+	}
 	if l.ringTake(fn) {
 		return nil
 	}
@@ -195,6 +203,9 @@ func (l *poolLink) ringTake(fn func([]byte, error)) bool {
 // ringRecv is recvMessage for a futex pool (consumer). The caller holds
 // c.recvMu.
 func (l *poolLink) ringRecv(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
+	if l.ring.mem == nil { // Close unmapped it, under recvMu
+		return rec, 0, false, fmt.Errorf("sealbuf: pool: receive: %w", os.ErrClosed)
+	}
 	for {
 		rec, hn, ok, recOK, err := l.ring.takeMessage(header)
 		if ok {

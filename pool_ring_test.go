@@ -5,6 +5,7 @@ package sealbuf_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"sync/atomic"
@@ -385,4 +386,121 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 			require.ErrorIs(t, err, io.EOF)
 		})
 	}
+}
+
+// TestPoolReceiveRacesClose: Receives queued behind one another while
+// Close runs find the pool closed; none touches the unmapped ring (a
+// review found they did: a fault, fatal).
+func TestPoolReceiveRacesClose(t *testing.T) {
+	for _, st := range poolFlavors {
+		t.Run(st.name, func(t *testing.T) {
+			for range 50 {
+				p, r := newPoolPair(t, st.typ, 2, 64)
+				done := make(chan error, 4)
+				for range 4 {
+					go func() {
+						hdr := make([]byte, 64)
+						for {
+							_, _, err := r.Receive(context.Background(), hdr)
+							if errors.Is(err, os.ErrClosed) {
+								done <- nil
+								return
+							}
+							if err != nil {
+								done <- err
+								return
+							}
+						}
+					}()
+				}
+				time.Sleep(time.Millisecond)
+				require.NoError(t, r.Close())
+				for range 4 {
+					require.NoError(t, <-done)
+				}
+				require.NoError(t, p.Close())
+			}
+		})
+	}
+}
+
+// TestPoolFutexStuckPeer: a producer that says it is parked on the socket
+// (state 2) but never reads it. Wake-up records that find the socket full
+// are dropped (those queued will wake it), so Release never blocks, and
+// Close returns.
+func TestPoolFutexStuckPeer(t *testing.T) {
+	_, ring, r := hostileRingProducer(t, unix.SOCK_SEQPACKET, 2, 100)
+	ring.word(ringProdState).Store(2)
+	hdr := make([]byte, 64)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() {
+		for g := uint32(1); g <= 3000; g++ { // far more than the socket holds
+			ring.message(poolRecord('M', 0, g, 1), 0, "")
+			v, _, err := r.Receive(ctx, hdr)
+			if err == nil {
+				err = v.Release()
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Release blocked on a peer that does not read its socket")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs")
+	}
+}
+
+// TestPoolCloseEndsBlockedRelease: over the socket, a Release blocked on a
+// producer that never reads its releases (documented) ends when the
+// consumer closes; Close does not wait for it.
+func TestPoolCloseEndsBlockedRelease(t *testing.T) {
+	pc, r := hostileProducer(t, unix.SOCK_SEQPACKET, 2, 100)
+	defer pc.Close()
+	ctx := context.Background()
+	blocked := make(chan error, 1)
+	go func() {
+		for g := uint32(1); ; g++ {
+			if err := pc.Send(poolRecord('M', 0, g, 1)); err != nil {
+				blocked <- err
+				return
+			}
+			v, _, err := r.Receive(ctx, nil)
+			if err == nil {
+				err = v.Release()
+			}
+			if err != nil {
+				blocked <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the socket fills up with releases
+	select {
+	case err := <-blocked:
+		t.Fatalf("the exchange ended before Close: %v", err)
+	default:
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for a Release blocked on a full socket")
+	}
+	require.ErrorIs(t, <-blocked, os.ErrClosed)
 }
