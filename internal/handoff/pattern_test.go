@@ -11,7 +11,7 @@ import (
 )
 
 func TestFillCheck(t *testing.T) {
-	for _, size := range []int{0, 1, 7, 8, 9, 4095, 4096, 4097, 4100, 4104, 4105, 8192, 65536 + 3} {
+	for _, size := range []int{0, 1, 7, 8, 9, 4095, 4096, 4097, 4100, 4104, 4105, 8192, 65536 + 3, chunk, chunk + 5, 3*chunk + block + 3, 2*chunk + 4} {
 		p := make([]byte, size)
 		Fill(p, 42)
 		require.NoError(t, Check(p, 42), "size %d", size)
@@ -69,7 +69,7 @@ func BenchmarkMemmove(b *testing.B) {
 // transport that reads from the wrong place) fails, though the bytes are
 // the same message's.
 func TestCheckBlockOffsets(t *testing.T) {
-	p := make([]byte, 5*block+13)
+	p := make([]byte, 2*chunk+5*block+13)
 	Fill(p, 9)
 	require.NoError(t, Check(p, 9))
 	q := append([]byte(nil), p...)
