@@ -27,6 +27,8 @@ import (
 //	pool        Pool → PoolReader over unixpacket: copy into a slot, a
 //	            16-byte message, a 16-byte release back (several in one
 //	            message when the consumer is behind)
+//	pool-futex  the same WithPoolFutex: records through the shared ring,
+//	            futex wake-ups
 //	pool-floor  handoff.PoolFloor: the pool's protocol with raw blocking
 //	            read and write, no checks, no batching: the floor of slot
 //	            reuse
@@ -50,7 +52,8 @@ func BenchmarkPool(b *testing.B) {
 		name string
 		run  func(b *testing.B, src []byte)
 	}{
-		{"pool", benchPool},
+		{"pool", func(b *testing.B, src []byte) { benchPool(b, src) }},
+		{"pool-futex", func(b *testing.B, src []byte) { benchPool(b, src, sealbuf.WithPoolFutex()) }},
 		{"pool-floor", benchPoolFloor},
 		{"socket", benchPoolSocket},
 		{"memcpy", benchPoolMemcpy},
@@ -76,10 +79,10 @@ func BenchmarkPool(b *testing.B) {
 // ones a slot being filled while others are read.
 func poolBenchSlots(size int) int { return max(4, min(64, (1<<20)/size)) }
 
-func benchPool(b *testing.B, src []byte) {
+func benchPool(b *testing.B, src []byte, opts ...sealbuf.PoolOption) {
 	sock, cmd := startPoolChild(b, "bench-pool", "", unix.SOCK_SEQPACKET)
 	slots := poolBenchSlots(len(src))
-	p, err := sealbuf.NewPool(poolConnOf(b, sock), slots, len(src))
+	p, err := sealbuf.NewPool(poolConnOf(b, sock), slots, len(src), opts...)
 	require.NoError(b, err)
 	ctx := context.Background()
 	send := func() {
