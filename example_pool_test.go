@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -70,6 +71,63 @@ func ExampleNewPool() {
 	// frame 0: "first"
 	// frame 1: "second"
 	// frame 2: "third"
+}
+
+// A futex pool, for latency: records travel through a ring in a second
+// shared memfd, and a side that waits is woken by futex(2); the consumer
+// follows the producer's hello. With WithBlockingWait on both Conns a
+// waiting side stays in the kernel for up to that long before it parks in
+// Go's netpoller (it keeps its thread meanwhile: use it between processes
+// that answer at once).
+func ExampleWithPoolFutex() {
+	producerEnd, consumerEnd := examplePoolSocketpair()
+
+	done := make(chan struct{})
+	go func() { // the consumer
+		defer close(done)
+		r, err := sealbuf.AcceptPool(sealbuf.NewConn(consumerEnd, sealbuf.WithBlockingWait(time.Millisecond)))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer r.Close()
+		fmt.Println("futex pool:", r.Futex())
+		for {
+			v, _, err := r.Receive(context.Background(), nil)
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			fmt.Printf("%q\n", v.Bytes())
+			v.Release() // no system call unless the producer waits
+		}
+	}()
+
+	pool, err := sealbuf.NewPool(sealbuf.NewConn(producerEnd, sealbuf.WithBlockingWait(time.Millisecond)), 2, 4096, sealbuf.WithPoolFutex())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, frame := range []string{"ping", "pong"} {
+		slot, err := pool.Acquire(context.Background())
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if err := slot.Send(copy(slot.Bytes(), frame), nil); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	pool.Close()
+	<-done
+	// Output:
+	// futex pool: true
+	// "ping"
+	// "pong"
 }
 
 // examplePoolSocketpair returns the two ends of a connected unixpacket
