@@ -235,16 +235,7 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 				}
 				got <- err
 			}()
-			require.Eventually(t, func() bool { return ring.word(ringConsState).Load() == 2 }, 5*time.Second, time.Millisecond)
-			ring.message(poolRecord('M', 1, 7, 1), 0, "")
-			time.Sleep(20 * time.Millisecond)
-			select {
-			case err := <-got:
-				t.Fatalf("Receive returned (%v) without a wake-up record", err)
-			default:
-			}
-			require.NoError(t, pc.Send(poolRecord('W', 0, 0, 0)))
-			require.NoError(t, <-got)
+			requireWakeRecord(t, ring.word(ringConsState), got, func() { ring.message(poolRecord('M', 1, 7, 1), 0, "") }, pc)
 			handedBack(1, 7)
 
 			// Anything else on the socket is a violation; descriptors on it
@@ -362,16 +353,7 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 				}
 				got <- err
 			}()
-			require.Eventually(t, func() bool { return ring.word(ringProdState).Load() == 2 }, 5*time.Second, time.Millisecond)
-			ring.release(poolRecord('R', idx1, s1.Generation(), 0))
-			time.Sleep(20 * time.Millisecond)
-			select {
-			case err := <-got:
-				t.Fatalf("Acquire returned (%v) without a wake-up record", err)
-			default:
-			}
-			require.NoError(t, cc.Send(poolRecord('W', 0, 0, 0)))
-			require.NoError(t, <-got)
+			requireWakeRecord(t, ring.word(ringProdState), got, func() { ring.release(poolRecord('R', idx1, s1.Generation(), 0)) }, cc)
 
 			// Send of the slot in hand, then the hang-up: every slot back.
 			require.NoError(t, s.Send(1, nil))
@@ -448,20 +430,10 @@ func TestPoolFutexStuckPeer(t *testing.T) {
 		}
 		done <- nil
 	}()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Release blocked on a peer that does not read its socket")
-	}
+	requireDone(t, done, 30*time.Second, "Release blocked on a peer that does not read its socket")
 	closed := make(chan error, 1)
 	go func() { closed <- r.Close() }()
-	select {
-	case err := <-closed:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close hangs")
-	}
+	requireDone(t, closed, 10*time.Second, "Close hangs")
 }
 
 // TestPoolCloseEndsBlockedRelease: over the socket, a Release blocked on a
@@ -496,11 +468,36 @@ func TestPoolCloseEndsBlockedRelease(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- r.Close() }()
-	select {
-	case err := <-closed:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close waits for a Release blocked on a full socket")
-	}
+	requireDone(t, closed, 10*time.Second, "Close waits for a Release blocked on a full socket")
 	require.ErrorIs(t, <-blocked, os.ErrClosed)
+}
+
+// requireDone waits up to d for done, and fails with what if it does not
+// come, or with the error it brings.
+func requireDone(t *testing.T, done <-chan error, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(d):
+		t.Fatal(what)
+	}
+}
+
+// requireWakeRecord checks the wake-up protocol from the side of a library
+// wait running in another goroutine (its result comes on got): once its
+// state word reads 2 (parked on the socket), what publish writes into the
+// ring alone does not end the wait; a wake-up record from peer does.
+func requireWakeRecord(t *testing.T, state *atomic.Uint32, got <-chan error, publish func(), peer *sealbuf.Conn) {
+	t.Helper()
+	require.Eventually(t, func() bool { return state.Load() == 2 }, 5*time.Second, time.Millisecond)
+	publish()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("the wait ended (%v) without a wake-up record", err)
+	default:
+	}
+	require.NoError(t, peer.Send(poolRecord('W', 0, 0, 0)))
+	requireDone(t, got, 10*time.Second, "a wake-up record did not end the wait")
 }
