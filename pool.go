@@ -125,9 +125,8 @@ func WithPoolMaxSize(n int64) PoolOption { return func(o *poolOptions) { o.maxSi
 // when it has none (as an ordinary blocking system call: after 20 µs the
 // runtime gives the P to other goroutines), then parked on the socket in
 // Go's netpoller. While it waits in futex(2), a cancelled context, a
-// deadline, a slot freed by Discard and the peer's death are noticed up
-// to that long late. Close and a peer's Close wake it at once (unless the
-// wake-up lands just before the wait begins: then one wait late).
+// deadline and the peer's death are noticed up to that long late;
+// Discard, Close and a peer's Close wake it at once.
 //
 // What changes: Release never holds records back (a release costs no
 // system call unless the producer waits), so Flush does nothing. Send

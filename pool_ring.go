@@ -38,16 +38,20 @@ import (
 // so a peer scribbling over ours hurts only what it reads itself. The ring
 // is sealed shrink|grow|seal, so neither side can make the other fault.
 //
-// Wake-ups: a side with nothing to read sets its state to ringFutex and
-// waits on the peer's head with futex(2) (at most the Conn's
-// WithBlockingWait, else poolFutexWait); then it sets ringSocket and parks
-// on the socket in Go's netpoller. The publisher stores its head, then
-// loads the peer's state: ringFutex, it wakes the futex; ringSocket, it
-// sends a doorbell record ('W') over the socket. Both sides store, then
-// load, sequentially consistent: a waiter that finds the head unchanged
-// after setting its state is seen by the publisher. The socket also
-// carries the hang-up: a peer that is gone is noticed when the wait moves
-// on to the socket, at most one futex wait late.
+// Wake-ups: a side with nothing to read sets its state to ringFutex,
+// looks at the peer's head once more, and waits on its own state word with
+// futex(2) (at most the Conn's WithBlockingWait, else poolFutexWait). When
+// the wait runs out it moves its state from ringFutex to ringSocket
+// (compare-and-swap) and parks on the socket in Go's netpoller. The
+// publisher stores its head, then looks at the peer's state: ringFutex, it
+// moves it to ringRunning (compare-and-swap) and wakes the word; ringSocket,
+// it sends a wake-up record ('W') over the socket. Only one of the two
+// swaps can win, and the stores come before the loads (sequentially
+// consistent), so no wake-up is lost: a wake that comes before the waiter
+// sleeps makes futex(2) return at once. A local kick (Discard, Close) does
+// what the publisher does. The socket also carries the hang-up: a peer
+// that is gone is noticed when the wait moves on to the socket, at most
+// one futex wait late; a peer that closes wakes us first.
 
 // Ring states.
 const (
@@ -179,6 +183,28 @@ func (r *poolRing) publishMessage(rec poolRecord, header []byte) {
 	copy(e[poolRecordLen+ringHeaderLen:], header)
 	r.published++
 	r.myHead.Store(r.published)
+}
+
+// claimWake decides, after this side published, how to wake the peer:
+// ringFutex when it waits in futex(2) (its state is taken to ringRunning
+// here, so that exactly one of us — this publisher, or the waiter whose
+// wait ran out and who moves on to ringSocket — wins: a wake-up is never
+// lost and never sent twice), ringSocket when it is parked on the socket,
+// ringRunning when it needs none. The caller holds the Conn's sendMu (the
+// ring is mapped).
+func (r *poolRing) claimWake() uint32 {
+	switch r.peerState.Load() {
+	case ringFutex:
+		if r.peerState.CompareAndSwap(ringFutex, ringRunning) {
+			return ringFutex
+		}
+		if r.peerState.Load() == ringSocket {
+			return ringSocket
+		}
+	case ringSocket:
+		return ringSocket
+	}
+	return ringRunning
 }
 
 // publishRelease writes a release entry and publishes it. The caller holds

@@ -44,9 +44,9 @@ func (l *poolLink) sendMessage(rec poolRecord, header []byte) (published bool, e
 		return false, fmt.Errorf("sealbuf: pool: send: %w", os.ErrClosed)
 	}
 	l.ring.publishMessage(rec, header)
-	peer := l.ring.peerState.Load()
+	wake := l.ring.claimWake()
 	l.c.sendMu.Unlock()
-	return true, l.wakePeer(peer)
+	return true, l.wakePeer(wake)
 }
 
 // releaseNow sends a release record at once: into the ring, or over the
@@ -61,19 +61,19 @@ func (l *poolLink) releaseNow(rec poolRecord) error {
 		return fmt.Errorf("sealbuf: pool: release: %w", os.ErrClosed)
 	}
 	l.ring.publishRelease(rec)
-	peer := l.ring.peerState.Load()
+	wake := l.ring.claimWake()
 	l.c.sendMu.Unlock()
-	return l.wakePeer(peer)
+	return l.wakePeer(wake)
 }
 
-// wakePeer wakes the peer, which was in state peer after this side
-// published: in futex(2), or parked on the socket.
-func (l *poolLink) wakePeer(peer uint32) error {
-	switch peer {
+// wakePeer wakes the peer as claimWake decided: in futex(2), or parked
+// on the socket.
+func (l *poolLink) wakePeer(wake uint32) error {
+	switch wake {
 	case ringFutex:
 		// After Close the ring may be unmapped: the call then fails
 		// with EFAULT, which is harmless.
-		futex.Wake(l.ring.myHead, 1)
+		futex.Wake(l.ring.peerState, 1)
 	case ringSocket:
 		l.c.sendMu.Lock()
 		defer l.c.sendMu.Unlock()
@@ -86,14 +86,14 @@ func (l *poolLink) wakePeer(peer uint32) error {
 	return nil
 }
 
-// ringKickWaiter interrupts this side's own futex wait (a slot freed
-// locally, Close). The flag is stored before the state is loaded, and a
-// waiter stores its state before it loads the flag: one of them sees the
-// other, so the system call is needed only when the waiter is in futex(2).
+// ringKickWaiter interrupts this side's own wait (a slot freed locally,
+// Close): the flag for a waiter on its way, the state word for one in
+// futex(2) (which then returns at once, or does not sleep at all). The
+// caller makes sure the ring is still mapped.
 func (l *poolLink) ringKickWaiter() {
 	l.ringKick.Store(true)
-	if l.ring.myState.Load() == ringFutex {
-		futex.Wake(l.ring.peerHead, 1)
+	if l.ring.myState.CompareAndSwap(ringFutex, ringRunning) {
+		futex.Wake(l.ring.myState, 1)
 	}
 }
 
@@ -109,13 +109,16 @@ func (l *poolLink) kick() {
 // the hang-up on the socket), as Close begins.
 func (l *poolLink) ringWakeAll() {
 	l.ringKickWaiter()
-	futex.Wake(l.ring.myHead, 1)
+	if l.ring.claimWake() == ringFutex {
+		futex.Wake(l.ring.peerState, 1)
+	}
 }
 
 // ringWait waits until the peer publishes past what this side took: in
-// futex(2) for the link's wait, then parked on the socket, where the
-// peer's wake-up record, a hang-up, a kick or ctx ends the wait. The
-// caller holds c.recvMu.
+// futex(2) on its own state word for the link's wait, then parked on the
+// socket, where the peer's wake-up record, a hang-up, a kick or ctx ends
+// the wait. It may also return nil with nothing new (a wake-up that
+// raced, Close): the caller looks again. The caller holds c.recvMu.
 func (l *poolLink) ringWait(ctx context.Context) error {
 	r := l.ring
 	seen := r.taken
@@ -131,17 +134,18 @@ func (l *poolLink) ringWait(ctx context.Context) error {
 	}
 	r.myState.Store(ringFutex)
 	if r.peerHead.Load() == seen && !l.ringKick.Load() && !l.ringClosing.Load() {
-		futex.Wait(r.peerHead, seen, d, raw)
+		futex.Wait(r.myState, ringFutex, d, raw)
 	}
 	if l.ringKick.Swap(false) && !l.ringClosing.Load() {
 		r.myState.Store(ringRunning)
 		return errPoolKicked
 	}
-	if r.peerHead.Load() != seen {
+	// Still ringFutex: the wait ran out. Anything else: the peer (or Close)
+	// woke us, and took the state to ringRunning first.
+	if r.peerHead.Load() != seen || !r.myState.CompareAndSwap(ringFutex, ringSocket) {
 		r.myState.Store(ringRunning)
 		return nil
 	}
-	r.myState.Store(ringSocket)
 	if r.peerHead.Load() != seen {
 		r.myState.Store(ringRunning)
 		return nil
