@@ -509,6 +509,9 @@ func (l *poolLink) recvFrame(ctx context.Context, header []byte) (rec poolRecord
 
 // drainStream is drain on a stream socket.
 func (l *poolLink) drainStream(ctx context.Context, wait bool, fn func([]byte, error)) error {
+	if l.broken != nil && l.ring != nil {
+		return l.drainBroken(ctx, wait, fn)
+	}
 	delivered := l.deliverFrames(fn)
 	for l.broken == nil {
 		n, err := l.fillStream(ctx, wait && !delivered)
@@ -529,6 +532,21 @@ func (l *poolLink) drainStream(ctx context.Context, wait bool, fn func([]byte, e
 		}
 	}
 	return nil
+}
+
+// drainBroken reads a futex pool's stream after its framing broke. The
+// ring still carries the messages; the socket only wake-up records, which
+// may be thrown away, and the hang-up, which must still be seen: read and
+// discard, and pass on the end of file.
+func (l *poolLink) drainBroken(ctx context.Context, wait bool, fn func([]byte, error)) error {
+	l.sbR, l.sbW, l.sbSkip = 0, 0, 0
+	_, err := l.fillStream(ctx, wait)
+	l.sbR, l.sbW = 0, 0
+	if errors.Is(err, io.EOF) {
+		fn(nil, err)
+		return nil
+	}
+	return err
 }
 
 // deliverFrames passes every whole buffered frame to fn.

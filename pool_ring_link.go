@@ -140,11 +140,17 @@ func (l *poolLink) ringWait(ctx context.Context) error {
 		r.myState.Store(ringRunning)
 		return errPoolKicked
 	}
-	// Still ringFutex: the wait ran out. Anything else: the peer (or Close)
-	// woke us, and took the state to ringRunning first.
-	if r.peerHead.Load() != seen || !r.myState.CompareAndSwap(ringFutex, ringSocket) {
+	if r.peerHead.Load() != seen {
 		r.myState.Store(ringRunning)
 		return nil
+	}
+	// Nothing new. Still ringFutex: the wait ran out, and the swap keeps a
+	// publisher from waking the futex from now on. Anything else: someone
+	// woke us without publishing — the peer's Close, most likely (or a
+	// peer writing our state word): the socket says why, so park there at
+	// once rather than wait in futex(2) again.
+	if !r.myState.CompareAndSwap(ringFutex, ringSocket) {
+		r.myState.Store(ringSocket)
 	}
 	if r.peerHead.Load() != seen {
 		r.myState.Store(ringRunning)

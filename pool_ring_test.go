@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -162,7 +163,15 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 // consumer's Conn.
 func hostileRingProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *rawRing, *sealbuf.PoolReader) {
 	t.Helper()
-	pc, cc := poolConns(t, typ)
+	a, b := poolSocketpair(t, typ)
+	return hostileRingProducerOn(t, a, b, slots, slotSize)
+}
+
+// hostileRingProducerOn is hostileRingProducer on a given socket pair: a
+// is the producer's end, b the consumer's.
+func hostileRingProducerOn(t *testing.T, a, b *net.UnixConn, slots, slotSize int, opts ...sealbuf.ConnOption) (*sealbuf.Conn, *rawRing, *sealbuf.PoolReader) {
+	t.Helper()
+	pc, cc := sealbuf.NewConn(a), sealbuf.NewConn(b, opts...)
 	ringFile := rawRingMemfd(t, slots, 64, ringSeals)
 	ring := mapRawRing(t, ringFile, slots, 64)
 	require.NoError(t, pc.SendFiles(poolHelloRing(slots, 64, slotSize, page), rawPoolMemfd(t, slots*page, poolSeals), ringFile))
@@ -500,4 +509,57 @@ func requireWakeRecord(t *testing.T, state *atomic.Uint32, got <-chan error, pub
 	}
 	require.NoError(t, peer.Send(poolRecord('W', 0, 0, 0)))
 	requireDone(t, got, 10*time.Second, "a wake-up record did not end the wait")
+}
+
+// TestPoolFutexBrokenStream: a futex pool over a stream whose framing a
+// peer broke still sees the peer's hang-up (the socket carries nothing
+// else it needs): Receive returns io.EOF, it does not wait for ever.
+func TestPoolFutexBrokenStream(t *testing.T) {
+	a, b := poolSocketpair(t, unix.SOCK_STREAM)
+	pc, _, r := hostileRingProducerOn(t, a, b, 1, 100)
+	ctx := context.Background()
+	require.NoError(t, pc.Send(poolRecord('W', 0, 0, 0)))
+	_, err := a.Write([]byte("garbage!garbage!garbage!"))
+	require.NoError(t, err)
+	_, _, err = r.Receive(ctx, nil)
+	require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+	require.NoError(t, pc.Close())
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _, err = r.Receive(tctx, nil)
+	require.ErrorIs(t, err, io.EOF)
+}
+
+// TestPoolFutexWokenWithNothingNew: a waiter woken in futex(2) with
+// nothing new in the ring (what a peer's Close does before it hangs up)
+// goes to the socket at once, to learn why; it does not sleep in futex(2)
+// again (a review found it did: a peer's Close then took a whole wait to
+// be seen). The waiter's state word shows where it is: 1 in futex(2), 2
+// on the socket.
+func TestPoolFutexWokenWithNothingNew(t *testing.T) {
+	a, b := poolSocketpair(t, unix.SOCK_SEQPACKET)
+	pc, ring, r := hostileRingProducerOn(t, a, b, 1, 100, sealbuf.WithBlockingWait(sealbuf.MaxBlockingWait))
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := r.Receive(context.Background(), nil)
+		got <- err
+	}()
+	state := ring.word(ringConsState)
+	for range 20 {
+		require.Eventually(t, func() bool { return state.Load() == 1 }, 5*time.Second, 10*time.Microsecond)
+		// Wake it as a peer does: take the state from 1 to 0, FUTEX_WAKE.
+		if !state.CompareAndSwap(1, 0) {
+			continue
+		}
+		_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(state)), 1, 1, 0, 0, 0)
+		require.Zero(t, errno)
+		deadline := time.Now().Add(50 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			require.NotEqual(t, uint32(1), state.Load(), "woken with nothing new, the waiter went back to futex(2)")
+		}
+		require.Equal(t, uint32(2), state.Load(), "woken with nothing new, the waiter parks on the socket")
+		break
+	}
+	require.NoError(t, pc.Close())
+	require.ErrorIs(t, <-got, io.EOF)
 }
