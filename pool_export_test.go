@@ -12,3 +12,21 @@ func SetPoolHoldBack(d time.Duration) (restore func()) {
 	poolHoldBack = d
 	return func() { poolHoldBack = old }
 }
+
+// PoolBlocked reports whether a *Pool or *PoolReader has a read blocked on
+// its socket (past its last look at a futex pool's ring): only a socket
+// event wakes it now.
+func PoolBlocked(v any) bool {
+	var l *poolLink
+	switch x := v.(type) {
+	case *Pool:
+		l = x.link
+	case *PoolReader:
+		l = x.link
+	default:
+		panic("PoolBlocked: not a pool")
+	}
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	return l.w.blocked
+}

@@ -38,15 +38,7 @@ func (l *poolLink) sendMessage(rec poolRecord, header []byte) (published bool, e
 		err = l.sendRecord(rec, header)
 		return err == nil, err
 	}
-	l.c.sendMu.Lock()
-	if l.ringClosed {
-		l.c.sendMu.Unlock()
-		return false, fmt.Errorf("sealbuf: pool: send: %w", os.ErrClosed)
-	}
-	l.ring.publishMessage(rec, header)
-	wake := l.ring.claimWake()
-	l.c.sendMu.Unlock()
-	return true, l.wakePeer(wake)
+	return l.ringPublish(rec, header)
 }
 
 // releaseNow sends a release record at once: into the ring, or over the
@@ -55,15 +47,26 @@ func (l *poolLink) releaseNow(rec poolRecord) error {
 	if l.ring == nil {
 		return l.sendRecord(rec, nil)
 	}
+	_, err := l.ringPublish(rec, nil)
+	return err
+}
+
+// ringPublish writes a record (a message with its header, or a release)
+// into this side's ring, publishes it and wakes the peer if it waits.
+func (l *poolLink) ringPublish(rec poolRecord, header []byte) (published bool, err error) {
 	l.c.sendMu.Lock()
 	if l.ringClosed {
 		l.c.sendMu.Unlock()
-		return fmt.Errorf("sealbuf: pool: release: %w", os.ErrClosed)
+		return false, fmt.Errorf("sealbuf: pool: %w", os.ErrClosed)
 	}
-	l.ring.publishRelease(rec)
+	if rec.kind == poolKindMessage {
+		l.ring.publishMessage(rec, header)
+	} else {
+		l.ring.publishRelease(rec)
+	}
 	wake := l.ring.claimWake()
 	l.c.sendMu.Unlock()
-	return l.wakePeer(wake)
+	return true, l.wakePeer(wake)
 }
 
 // wakePeer wakes the peer as claimWake decided: in futex(2), or parked

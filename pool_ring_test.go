@@ -244,7 +244,7 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 				}
 				got <- err
 			}()
-			requireWakeRecord(t, ring.word(ringConsState), got, func() { ring.message(poolRecord('M', 1, 7, 1), 0, "") }, pc)
+			requireWakeRecord(t, ring.word(ringConsState), r, got, func() { ring.message(poolRecord('M', 1, 7, 1), 0, "") }, pc)
 			handedBack(1, 7)
 
 			// Anything else on the socket is a violation; descriptors on it
@@ -362,7 +362,7 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 				}
 				got <- err
 			}()
-			requireWakeRecord(t, ring.word(ringProdState), got, func() { ring.release(poolRecord('R', idx1, s1.Generation(), 0)) }, cc)
+			requireWakeRecord(t, ring.word(ringProdState), p, got, func() { ring.release(poolRecord('R', idx1, s1.Generation(), 0)) }, cc)
 
 			// Send of the slot in hand, then the hang-up: every slot back.
 			require.NoError(t, s.Send(1, nil))
@@ -494,12 +494,13 @@ func requireDone(t *testing.T, done <-chan error, d time.Duration, what string) 
 }
 
 // requireWakeRecord checks the wake-up protocol from the side of a library
-// wait running in another goroutine (its result comes on got): once its
-// state word reads 2 (parked on the socket), what publish writes into the
-// ring alone does not end the wait; a wake-up record from peer does.
-func requireWakeRecord(t *testing.T, state *atomic.Uint32, got <-chan error, publish func(), peer *sealbuf.Conn) {
+// wait running in another goroutine on pool (a *Pool or *PoolReader; its
+// result comes on got): once its state word reads 2 and its read is
+// blocked on the socket, what publish writes into the ring alone does not
+// end the wait; a wake-up record from peer does.
+func requireWakeRecord(t *testing.T, state *atomic.Uint32, pool any, got <-chan error, publish func(), peer *sealbuf.Conn) {
 	t.Helper()
-	require.Eventually(t, func() bool { return state.Load() == 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return state.Load() == 2 && sealbuf.PoolBlocked(pool) }, 5*time.Second, time.Millisecond)
 	publish()
 	time.Sleep(20 * time.Millisecond)
 	select {
