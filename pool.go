@@ -278,7 +278,8 @@ func (p *Pool) Futex() bool { return p.hello.ring }
 func (p *Pool) Seals() memfd.Seals { return p.seals }
 
 // Free returns how many slots can be acquired without waiting for a
-// release (releases still queued on the socket are not counted).
+// release (releases still queued on the socket, or in a futex pool's ring,
+// are not counted).
 func (p *Pool) Free() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
