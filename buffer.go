@@ -38,7 +38,7 @@ func New(size int, opts ...Option) (*Buffer, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("sealbuf: new buffer: negative size %d", size)
 	}
-	if size > maxMappable {
+	if int64(size) > maxMappable {
 		return nil, fmt.Errorf("sealbuf: new buffer: %d bytes is more than can be mapped: %w", size, ErrTooLarge)
 	}
 	o := newOptions(opts)

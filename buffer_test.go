@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func TestNewSizes(t *testing.T) {
 }
 
 func TestNewRefusesBadSizes(t *testing.T) {
-	for _, size := range []int{-1, -page, 1 << 62, 1<<63 - 1} {
+	for _, size := range []int{-1, -page, math.MaxInt>>1 + 1, math.MaxInt} { // 1<<62, 1<<63-1 (on 64-bit ports)
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			fds, maps := countFDs(t), countMaps(t)
 			b, err := sealbuf.New(size)

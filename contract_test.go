@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -509,7 +510,7 @@ func TestContract_NewExactSize(t *testing.T) {
 }
 
 func TestContract_NewInvalidSize(t *testing.T) {
-	for _, size := range []int{-1, -4096, 1 << 62} {
+	for _, size := range []int{-1, -4096, math.MaxInt>>1 + 1} { // 1<<62 on 64-bit ports
 		b, err := sealbuf.New(size)
 		if b != nil {
 			_ = b.Close()
@@ -957,7 +958,7 @@ func ctNonMemfds() []ctNonMemfd {
 	diskDir := func(t *testing.T) string {
 		for _, d := range []string{t.TempDir(), "."} {
 			var st unix.Statfs_t
-			if unix.Statfs(d, &st) == nil && st.Type != unix.TMPFS_MAGIC && st.Type != unix.HUGETLBFS_MAGIC {
+			if unix.Statfs(d, &st) == nil && uint32(st.Type) != unix.TMPFS_MAGIC && uint32(st.Type) != unix.HUGETLBFS_MAGIC {
 				if d == "." {
 					dd, err := os.MkdirTemp(".", "ct-disk-")
 					require.NoError(t, err)
@@ -1993,7 +1994,7 @@ func TestContract_NoLeaksWithGCOff(t *testing.T) {
 		require.NoError(t, b2.Close())
 		_, err = sealbuf.New(-1, sealbuf.WithName(name))
 		require.Error(t, err)
-		_, err = sealbuf.New(1<<62, sealbuf.WithName(name))
+		_, err = sealbuf.New(math.MaxInt>>1+1, sealbuf.WithName(name))
 		require.Error(t, err)
 
 		// Open/Map error and success paths.

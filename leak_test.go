@@ -5,6 +5,7 @@ package sealbuf_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"testing"
@@ -107,7 +108,7 @@ func TestNoLeaksRefusals(t *testing.T) {
 		if b, err := sealbuf.New(-1); err == nil || b != nil {
 			return errors.New("New(-1) worked")
 		}
-		if b, err := sealbuf.New(1 << 62); err == nil || b != nil {
+		if b, err := sealbuf.New(math.MaxInt>>1 + 1); err == nil || b != nil {
 			return errors.New("New(1<<62) worked")
 		}
 		r, w, err := os.Pipe()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 
@@ -166,16 +167,19 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 		return nil, errors.New("sealbuf: new pool: nil Conn")
 	case slots < 1 || slots > PoolMaxSlots:
 		return nil, fmt.Errorf("sealbuf: new pool: %d slots, want 1 to %d", slots, PoolMaxSlots)
-	case slotSize < 1 || slotSize > PoolMaxSlotSize:
-		return nil, fmt.Errorf("sealbuf: new pool: %d-byte slots, want 1 to %d", slotSize, PoolMaxSlotSize)
+	case slotSize < 1 || int64(slotSize) > PoolMaxSlotSize:
+		return nil, fmt.Errorf("sealbuf: new pool: %d-byte slots, want 1 to %d", slotSize, int64(PoolMaxSlotSize))
+	case slotSize > math.MaxInt-pageSize: // 32-bit ports: the stride would overflow
+		return nil, fmt.Errorf("sealbuf: new pool: %d-byte slots, more than can be mapped: %w", slotSize, ErrTooLarge)
 	case o.maxHeader < 0 || o.maxHeader > PoolMaxHeader:
 		return nil, fmt.Errorf("sealbuf: new pool: %d-byte header limit, want 0 to %d", o.maxHeader, PoolMaxHeader)
 	}
 	h := poolHello{slots: slots, slotSize: slotSize, stride: pageUp(slotSize), maxHeader: o.maxHeader, ring: o.futex}
-	size := h.slots * h.stride
-	if size > maxMappable {
-		return nil, fmt.Errorf("sealbuf: new pool: %d bytes in all, more than can be mapped: %w", size, ErrTooLarge)
+	total := int64(h.slots) * int64(h.stride)
+	if total > maxMappable || total > math.MaxInt {
+		return nil, fmt.Errorf("sealbuf: new pool: %d bytes in all, more than can be mapped: %w", total, ErrTooLarge)
 	}
+	size := int(total)
 	file, mem, seals, err := newPoolMemfd(o.name, size)
 	if err != nil {
 		return nil, err

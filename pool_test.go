@@ -740,11 +740,16 @@ func rawPoolMemfd(t testing.TB, size int, seals memfd.Seals) *os.File {
 }
 
 func poolHello(slots, maxHeader, slotSize, stride int) []byte {
+	return poolHello64(slots, maxHeader, uint64(slotSize), uint64(stride))
+}
+
+// poolHello64 is poolHello with sizes an int may not hold (32-bit ports).
+func poolHello64(slots, maxHeader int, slotSize, stride uint64) []byte {
 	b := []byte("sbpool\x00\x01")
 	b = binary.LittleEndian.AppendUint32(b, uint32(slots))
 	b = binary.LittleEndian.AppendUint32(b, uint32(maxHeader))
-	b = binary.LittleEndian.AppendUint64(b, uint64(slotSize))
-	return binary.LittleEndian.AppendUint64(b, uint64(stride))
+	b = binary.LittleEndian.AppendUint64(b, slotSize)
+	return binary.LittleEndian.AppendUint64(b, stride)
 }
 
 func poolRecord(kind byte, slot, gen, length uint32) []byte {
@@ -788,7 +793,7 @@ func TestPoolAcceptRefuses(t *testing.T) {
 		{"long hello", append(poolHello(1, 0, pg, pg), 0), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
 		{"zero slots", poolHello(0, 0, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
 		{"stride below slot", poolHello(1, 0, 2*pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"huge", poolHello(128, 0, 1<<31, 1<<40), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
+		{"huge", poolHello64(128, 0, 1<<31, 1<<40), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
 		{"huge header", poolHello(1, 1<<20, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
 	}
 	for _, tc := range cases {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // The pool's wire format. Every pool message is an ordinary Conn message
@@ -151,8 +152,8 @@ func parsePoolHello(b []byte) (poolHello, error) {
 	case maxHeader > PoolMaxHeader:
 		return poolHello{}, poolProtoError(nil, "hello announces %d-byte headers, more than %d", maxHeader, PoolMaxHeader)
 	case slotSize == 0 || slotSize > PoolMaxSlotSize:
-		return poolHello{}, poolProtoError(nil, "hello announces %d-byte slots, want 1 to %d", slotSize, PoolMaxSlotSize)
-	case stride < slotSize || stride > maxMappable/uint64(slots):
+		return poolHello{}, poolProtoError(nil, "hello announces %d-byte slots, want 1 to %d", slotSize, uint64(PoolMaxSlotSize))
+	case stride < slotSize || stride > uint64(maxMappable)/uint64(slots) || stride > math.MaxInt/uint64(slots):
 		return poolHello{}, poolProtoError(nil, "hello announces a stride of %d bytes for %d-byte slots: out of range", stride, slotSize)
 	}
 	return poolHello{slots: int(slots), maxHeader: int(maxHeader), slotSize: int(slotSize), stride: int(stride), ring: string(b[:8]) == poolMagicRing}, nil

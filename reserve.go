@@ -76,7 +76,7 @@ func NewReserve(size, depth int, opts ...Option) (*Reserve, error) {
 		return nil, fmt.Errorf("sealbuf: new reserve: depth %d, want at least 1", depth)
 	case size < 0:
 		return nil, fmt.Errorf("sealbuf: new reserve: negative size %d", size)
-	case size > maxMappable:
+	case int64(size) > maxMappable:
 		return nil, fmt.Errorf("sealbuf: new reserve: %d bytes is more than can be mapped: %w", size, ErrTooLarge)
 	case o.huge:
 		return nil, errors.New("sealbuf: new reserve: no huge pages in a Reserve (hugetlbfs has no pwrite); use New with WithHugePages")

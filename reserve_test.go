@@ -5,6 +5,7 @@ package sealbuf_test
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"sync"
 	"testing"
@@ -145,7 +146,7 @@ func TestReserveArguments(t *testing.T) {
 	require.Error(t, err, "depth 0")
 	_, err = sealbuf.NewReserve(-1, 1)
 	require.Error(t, err, "negative size")
-	_, err = sealbuf.NewReserve(1<<62, 1)
+	_, err = sealbuf.NewReserve(math.MaxInt>>1+1, 1)
 	require.ErrorIs(t, err, sealbuf.ErrTooLarge)
 
 	_, err = sealbuf.NewReserve(4096, 1, sealbuf.WithHugePages(0))

@@ -14,7 +14,7 @@ import (
 
 // maxMappable is the largest size sealbuf tries to map: 128 TiB, the whole
 // user address space of x86-64 with 4-level page tables.
-const maxMappable = 1 << 47
+const maxMappable int64 = 1 << 47
 
 // verifyInfo applies a policy to what adoption observed, before anything is
 // mapped: the seals present must include require (required ⊆ present, never

@@ -89,10 +89,10 @@ func inspect(fd int) (string, Info, error) {
 		if err := unix.Fstatfs(fd, &sfs); err != nil {
 			return "", Info{}, os.NewSyscallError("fstatfs", err)
 		}
-		if sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.HUGETLBFS_MAGIC {
-			return "", Info{}, fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
+		if m := fsMagic(&sfs); m != unix.TMPFS_MAGIC && m != unix.HUGETLBFS_MAGIC {
+			return "", Info{}, fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", m, ErrNotMemfd)
 		}
-		info.HugeTLB = sfs.Type == unix.HUGETLBFS_MAGIC
+		info.HugeTLB = fsMagic(&sfs) == unix.HUGETLBFS_MAGIC
 	}
 	var buf [512]byte
 	n, err := readFdLink(fd, &buf)
@@ -101,6 +101,11 @@ func inspect(fd int) (string, Info, error) {
 	}
 	return kernelName(string(buf[:n])), info, nil
 }
+
+// fsMagic returns a file system's magic number. Statfs_t.Type is an int32
+// on 32-bit ports, where hugetlbfs's magic (0x958458f6) overflows it: the
+// magic is the type's low 32 bits everywhere.
+func fsMagic(sfs *unix.Statfs_t) uint32 { return uint32(sfs.Type) }
 
 // diagnose says why a descriptor whose seals cannot be queried is no memfd.
 func diagnose(fd int, sealErr error) error {
@@ -119,8 +124,10 @@ func diagnose(fd int, sealErr error) error {
 		return fmt.Errorf("it is a %s, not a regular file: %w", fileKind(st.Mode), ErrNotMemfd)
 	}
 	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err == nil && sfs.Type != unix.TMPFS_MAGIC && sfs.Type != unix.HUGETLBFS_MAGIC {
-		return fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", sfs.Type, ErrNotMemfd)
+	if err := unix.Fstatfs(fd, &sfs); err == nil {
+		if m := fsMagic(&sfs); m != unix.TMPFS_MAGIC && m != unix.HUGETLBFS_MAGIC {
+			return fmt.Errorf("it is a regular file on a disk file system (magic %#x), not on tmpfs or hugetlbfs: %w", m, ErrNotMemfd)
+		}
 	}
 	return fmt.Errorf("its seals cannot be queried (%v): %w", sealErr, ErrNotMemfd)
 }

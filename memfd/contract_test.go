@@ -147,7 +147,7 @@ func ctDiskDir(t *testing.T) string {
 	t.Helper()
 	for _, d := range []string{t.TempDir(), "."} {
 		var st unix.Statfs_t
-		if unix.Statfs(d, &st) == nil && st.Type != unix.TMPFS_MAGIC && st.Type != unix.HUGETLBFS_MAGIC {
+		if unix.Statfs(d, &st) == nil && uint32(st.Type) != unix.TMPFS_MAGIC && uint32(st.Type) != unix.HUGETLBFS_MAGIC {
 			if d == "." {
 				dd, err := os.MkdirTemp(".", "contract-disk-")
 				require.NoError(t, err)
@@ -273,7 +273,7 @@ func ctHugeOK(t *testing.T, f *memfd.File, err error) {
 	require.NotNil(t, f)
 	defer f.Close()
 	st := ctFstatfs(t, f)
-	require.EqualValues(t, unix.HUGETLBFS_MAGIC, st.Type, "WithHugeTLB must return a hugetlbfs memfd or an error, never a silent fallback")
+	require.Equal(t, uint32(unix.HUGETLBFS_MAGIC), uint32(st.Type), "WithHugeTLB must return a hugetlbfs memfd or an error, never a silent fallback")
 	require.NotZero(t, ctGetfd(t, f)&unix.FD_CLOEXEC)
 }
 

@@ -316,7 +316,8 @@ func tmpfile(dir string, onTmpfs bool) (*os.File, error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return nil, &os.PathError{Op: "statfs", Path: dir, Err: err}
 	}
-	if isTmpfs := st.Type == unix.TMPFS_MAGIC || st.Type == unix.HUGETLBFS_MAGIC; isTmpfs != onTmpfs {
+	m := uint32(st.Type) // the magic is Type's low 32 bits (an int32 on 32-bit ports)
+	if isTmpfs := m == unix.TMPFS_MAGIC || m == unix.HUGETLBFS_MAGIC; isTmpfs != onTmpfs {
 		return nil, fmt.Errorf("%s is on tmpfs: %v", dir, isTmpfs)
 	}
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)

@@ -48,8 +48,8 @@ func init() {
 
 // poolFits reports whether a pool can have one slot of size bytes.
 func poolFits(size int) error {
-	if size < 1 || size > sealbuf.PoolMaxSlotSize {
-		return fmt.Errorf("a pool slot holds 1 to %d bytes, not %d", sealbuf.PoolMaxSlotSize, size)
+	if size < 1 || int64(size) > sealbuf.PoolMaxSlotSize {
+		return fmt.Errorf("a pool slot holds 1 to %d bytes, not %d", int64(sealbuf.PoolMaxSlotSize), size)
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ const (
 // populated, then sealed future_write|seal, and sends it over sock with
 // the hello.
 func NewPoolFloor(sock *os.File, slots, slotSize int) (*PoolFloor, error) {
-	if slots < 1 || slots > poolFloorMaxSlots || slotSize < 1 || slotSize > poolFloorMaxSize {
+	if slots < 1 || slots > poolFloorMaxSlots || slotSize < 1 || int64(slotSize) > poolFloorMaxSize {
 		return nil, fmt.Errorf("pool floor: %d slots of %d bytes: out of range", slots, slotSize)
 	}
 	page := os.Getpagesize()
