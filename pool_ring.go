@@ -86,9 +86,8 @@ type poolRing struct {
 	entry     int
 	rel       []byte // release ring
 	msg       []byte // message ring
-	msgHead   *atomic.Uint32
-	relHead   *atomic.Uint32
-	// Of this side: the state the peer reads, and the head it publishes.
+	// Of this side: the state the peer reads (and swaps to wake it), and
+	// the head it publishes.
 	myState *atomic.Uint32
 	myHead  *atomic.Uint32
 	// Of the peer: its state and head.
@@ -104,16 +103,15 @@ func newPoolRingView(mem []byte, slots, maxHeader int, producer bool) *poolRing 
 	word := func(off int) *atomic.Uint32 { return (*atomic.Uint32)(unsafe.Pointer(&mem[off])) }
 	r := &poolRing{
 		mem: mem, slots: uint32(slots), maxHeader: maxHeader, entry: entry,
-		rel:     mem[ringRelOff : ringRelOff+slots*poolRecordLen],
-		msg:     mem[msgOff : msgOff+slots*entry],
-		msgHead: word(ringMsgHead),
-		relHead: word(ringRelHead),
+		rel: mem[ringRelOff : ringRelOff+slots*poolRecordLen],
+		msg: mem[msgOff : msgOff+slots*entry],
 	}
 	prod, cons := word(ringProdState), word(ringConsState)
+	msgHead, relHead := word(ringMsgHead), word(ringRelHead)
 	if producer {
-		r.myState, r.myHead, r.peerState, r.peerHead = prod, r.msgHead, cons, r.relHead
+		r.myState, r.myHead, r.peerState, r.peerHead = prod, msgHead, cons, relHead
 	} else {
-		r.myState, r.myHead, r.peerState, r.peerHead = cons, r.relHead, prod, r.msgHead
+		r.myState, r.myHead, r.peerState, r.peerHead = cons, relHead, prod, msgHead
 	}
 	return r
 }
