@@ -3,16 +3,14 @@
 package sealbuf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/sealbuf/sealbuf/internal/scm"
-	"github.com/sealbuf/sealbuf/memfd"
-	"golang.org/x/sys/unix"
+	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 // Conn hands sealed buffers to another process over a UNIX socket with no
@@ -31,33 +29,22 @@ import (
 // One goroutine may Send while another Receives; concurrent Sends (and
 // concurrent Receives) are serialised.
 type Conn struct {
-	c        *net.UnixConn
-	stream   bool
+	w        *wire.Conn
 	policy   openPolicy
 	maxFiles int
-	// blockingWait: how long a read waits in ppoll before the netpoller (WithBlockingWait).
-	blockingWait time.Duration
+	wait     wire.Wait
 
-	sendMu  sync.Mutex
+	// Borrowing the descriptors of one Send, under w.SendMu: the items
+	// are kept here for the call, and c.borrowNext bound once, so that
+	// borrowing them allocates nothing.
 	sendOOB []byte
 	//iosafety:allow fd-field scratch for one Send: numbers borrowed inside Control callbacks, dropped before they return
-	sendFds []int
-	prefix  []byte
-	// The items of the Send running (under sendMu), and c.borrowNext bound
-	// once, so that borrowing them allocates nothing.
+	sendFds    []int
+	sendCtx    context.Context
 	sendHeader []byte
 	sendItems  sendItems
 	sendBufs   []*Sealed // Send's copy of its bufs, cleared after each Send
 	borrowFn   func(fd int) error
-
-	recvMu  sync.Mutex
-	recvOOB []byte
-	//iosafety:allow fd-field scratch for one Receive: numbers wrapped in *os.File or closed before it returns
-	recvFds []int
-	//iosafety:allow fd-field scratch for one stream Receive: numbers wrapped in *os.File or closed before it returns
-	frameFds     []int
-	framePrefix  [scm.FrameLen]byte
-	frameDiscard [512]byte // the part of a header longer than the caller's buffer
 }
 
 // ConnOption configures a Conn.
@@ -74,48 +61,73 @@ func WithReceivePolicy(opts ...OpenOption) ConnOption {
 // maximum 253, the kernel's limit). A message with more is refused and all
 // its descriptors closed.
 func WithMaxFiles(n int) ConnOption {
-	return func(c *Conn) { c.maxFiles = max(0, min(n, scm.MaxFiles)) }
+	return func(c *Conn) { c.maxFiles = max(0, min(n, wire.MaxFiles)) }
 }
 
 // NewConn wraps c without duplicating its descriptor, so c's deadlines apply
 // to Send and Receive. The Conn owns c from here on: Close it, not c.
 func NewConn(c *net.UnixConn, opts ...ConnOption) *Conn {
-	conn := &Conn{c: c, maxFiles: scm.MaxFiles, policy: newOpenPolicy(nil)}
+	conn := &Conn{maxFiles: wire.MaxFiles, policy: newOpenPolicy(nil)}
 	conn.borrowFn = conn.borrowNext
 	for _, o := range opts {
 		o(conn)
 	}
-	conn.stream = socketType(c) == unix.SOCK_STREAM
-	conn.recvOOB = make([]byte, scm.Space(conn.maxFiles))
+	conn.w = wire.New(c, conn.maxFiles, conn.wait)
 	return conn
 }
 
-func socketType(c *net.UnixConn) int {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return unix.SOCK_SEQPACKET
-	}
-	typ := unix.SOCK_SEQPACKET
-	rc.Control(func(fd uintptr) {
-		if t, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE); err == nil {
-			typ = t
+func init() {
+	// The pool (package pool) sits on the same transport as the Conn it
+	// is given: this is how it reaches it, without an exported name.
+	wire.Unwrap = func(c any) (*wire.Conn, int64, bool) {
+		conn, ok := c.(*Conn)
+		if !ok || conn == nil {
+			return nil, 0, false
 		}
-	})
-	return typ
+		return conn.w, conn.policy.maxSize, true
+	}
+}
+
+// SetDeadline sets the read and write deadlines of the connection, like
+// net.Conn's. Set them here rather than on the *net.UnixConn: a context
+// given to SendContext, ReceiveContext (or a pool's calls) moves the
+// socket's deadline for the call and puts back the one set here.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.w.SetReadDeadline(t); err != nil {
+		return fmt.Errorf("sealbuf: set deadline: %w", err)
+	}
+	if err := c.w.SetWriteDeadline(t); err != nil {
+		return fmt.Errorf("sealbuf: set deadline: %w", err)
+	}
+	return nil
+}
+
+// SetReadDeadline sets the deadline of Receive and its kin (see
+// SetDeadline). A Receive blocked past it fails matching
+// os.ErrDeadlineExceeded.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if err := c.w.SetReadDeadline(t); err != nil {
+		return fmt.Errorf("sealbuf: set read deadline: %w", err)
+	}
+	return nil
+}
+
+// SetWriteDeadline sets the deadline of Send and its kin (see SetDeadline).
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if err := c.w.SetWriteDeadline(t); err != nil {
+		return fmt.Errorf("sealbuf: set write deadline: %w", err)
+	}
+	return nil
 }
 
 // Close closes the connection. Buffers already received stay valid. After
 // Close, Send and Receive return errors wrapping os.ErrClosed, and so does a
 // second Close.
-func (c *Conn) Close() error { return closedConn(c.c.Close()) }
-
-// closedConn makes errors about a closed connection match os.ErrClosed, as
-// the contract promises, while they keep matching net.ErrClosed.
-func closedConn(err error) error {
-	if err != nil && errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("%w (%w)", err, os.ErrClosed)
+func (c *Conn) Close() error {
+	if err := c.w.Close(); err != nil {
+		return fmt.Errorf("sealbuf: close: %w", err)
 	}
-	return err
+	return nil
 }
 
 // Send sends header and the descriptors of bufs as one message. It borrows
@@ -123,10 +135,21 @@ func closedConn(err error) error {
 // twice in one message. A closed buffer fails with an error wrapping
 // os.ErrClosed. With no bufs the message carries the header only; over
 // unixpacket an empty header with no buffers is refused, as the receiver
-// would read it as end of file.
+// would read it as end of file. A peer that hung up fails matching io.EOF.
+// It waits for room on the socket for as long as the write deadline allows.
 func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
+	return c.SendContext(context.Background(), header, bufs...)
+}
+
+// SendContext is Send, with ctx bounding the wait for room on the socket
+// (the write deadline set with SetWriteDeadline applies too, whichever
+// comes first). A cancelled or expired ctx fails with an error matching
+// ctx.Err(), before anything of the message was sent; the Conn stays
+// usable. (Over a stream socket, a frame that has begun to go out is
+// always finished: the peer would otherwise lose the stream's framing.)
+func (c *Conn) SendContext(ctx context.Context, header []byte, bufs ...*Sealed) error {
+	c.w.SendMu.Lock()
+	defer c.w.SendMu.Unlock()
 	// A copy, so that bufs (often Send's own variadic slice) does not
 	// escape into the Conn: Send then allocates nothing.
 	c.sendBufs = append(c.sendBufs[:0], bufs...)
@@ -136,7 +159,7 @@ func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
 			c.sendBufs = nil // keep no large slice for the Conn's lifetime
 		}
 	}()
-	return c.sendLocked(header, sendItems{bufs: c.sendBufs})
+	return c.sendLocked(ctx, header, sendItems{bufs: c.sendBufs})
 }
 
 // SendAndClose sends like Send, then closes bufs whether or not the send
@@ -156,48 +179,40 @@ func (c *Conn) SendAndClose(header []byte, bufs ...*Sealed) error {
 // the low-level half of Send for callers with their own policy. It borrows
 // files.
 func (c *Conn) SendFiles(header []byte, files ...*os.File) error {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	return c.sendLocked(header, sendItems{files: files})
+	c.w.SendMu.Lock()
+	defer c.w.SendMu.Unlock()
+	return c.sendLocked(context.Background(), header, sendItems{files: files})
 }
 
 // sendItems are the descriptors of one message: one of its fields is set.
 type sendItems struct {
-	bufs  []*Sealed     // Send
-	files []*os.File    // SendFiles
-	pool  []*memfd.File // a pool's memfds
+	bufs  []*Sealed  // Send
+	files []*os.File // SendFiles
 }
 
 func (it *sendItems) len() int {
-	return len(it.bufs) + len(it.files) + len(it.pool)
+	return len(it.bufs) + len(it.files)
 }
 
-// send sends header with the descriptors of items.
-func (c *Conn) send(header []byte, items sendItems) error {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	return c.sendLocked(header, items)
-}
-
-// sendLocked is send under sendMu. The items are kept in the Conn for the
+// sendLocked sends under SendMu. The items are kept in the Conn for the
 // call, so that borrowing them needs no closure per message.
-func (c *Conn) sendLocked(header []byte, items sendItems) error {
+func (c *Conn) sendLocked(ctx context.Context, header []byte, items sendItems) error {
 	n := items.len()
-	if n > scm.MaxFiles {
-		return fmt.Errorf("sealbuf: send: %d descriptors, more than the kernel's %d a message: split the message", n, scm.MaxFiles)
+	if n > wire.MaxFiles {
+		return fmt.Errorf("sealbuf: send: %d descriptors, more than the kernel's %d a message: split the message", n, wire.MaxFiles)
 	}
-	if !c.stream && len(header) == 0 && n == 0 {
+	if !c.w.Stream() && len(header) == 0 && n == 0 {
 		return errors.New("sealbuf: send: an empty message with no buffers reads as end of file on unixpacket; send at least one header byte or buffer")
 	}
-	if c.stream && len(header) > scm.MaxHeader {
-		return fmt.Errorf("sealbuf: send: %d-byte header, more than the stream framing's %d", len(header), scm.MaxHeader)
+	if c.w.Stream() && len(header) > wire.MaxHeader {
+		return fmt.Errorf("sealbuf: send: %d-byte header, more than the stream framing's %d", len(header), wire.MaxHeader)
 	}
 	c.sendFds = c.sendFds[:0]
-	c.sendHeader, c.sendItems = header, items
+	c.sendCtx, c.sendHeader, c.sendItems = ctx, header, items
 	err := c.borrowFrom()
-	c.sendHeader, c.sendItems = nil, sendItems{} // keep nothing of the caller's
+	c.sendCtx, c.sendHeader, c.sendItems = nil, nil, sendItems{} // keep nothing of the caller's
 	if err != nil {
-		return fmt.Errorf("sealbuf: send: %w", closedConn(err))
+		return fmt.Errorf("sealbuf: send: %w", err)
 	}
 	return nil
 }
@@ -211,13 +226,11 @@ func (c *Conn) borrowFrom() error {
 	it := &c.sendItems
 	n := it.len()
 	if i == n {
-		c.sendOOB = scm.AppendRights(c.sendOOB[:0], c.sendFds)
-		return c.write(c.sendHeader, c.sendOOB, n)
+		c.sendOOB = wire.AppendRights(c.sendOOB[:0], c.sendFds)
+		return c.w.Send(c.sendCtx, nil, c.sendHeader, c.sendOOB, n, false)
 	}
 	var err error
 	switch {
-	case it.pool != nil:
-		err = it.pool[i].Control(c.borrowFn)
 	case it.bufs != nil:
 		if b := it.bufs[i]; b == nil {
 			err = fmt.Errorf("buffer %d is nil", i)
@@ -255,50 +268,4 @@ func (c *Conn) borrowFile(i int) error {
 		return fmt.Errorf("file %d (%s): %w", i, f.Name(), os.ErrClosed)
 	}
 	return ferr
-}
-
-// write sends one message: a packet, or a frame on a stream socket, looping
-// over short writes (only the first sendmsg carries the descriptors).
-func (c *Conn) write(header, oob []byte, files int) error {
-	rc, err := c.c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	parts := [2][]byte{nil, header}
-	if c.stream {
-		c.prefix = scm.Frame{HeaderLen: len(header), Files: files}.Append(c.prefix[:0])
-		parts[0] = c.prefix
-	}
-	var werr error
-	err = rc.Write(func(fd uintptr) bool {
-		for {
-			var n int
-			n, werr = scm.Sendmsg(int(fd), parts[:], oob)
-			if werr == unix.EAGAIN {
-				return false
-			}
-			if werr != nil {
-				return true
-			}
-			oob = nil
-			if !c.stream {
-				return true
-			}
-			for i := range parts {
-				k := min(n, len(parts[i]))
-				parts[i] = parts[i][k:]
-				n -= k
-			}
-			if len(parts[0])+len(parts[1]) == 0 {
-				return true
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	if werr != nil {
-		return os.NewSyscallError("sendmsg", werr)
-	}
-	return nil
 }

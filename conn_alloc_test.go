@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 // TestConnAllocations: in steady state Send allocates nothing (with or
@@ -35,11 +35,11 @@ func TestConnAllocations(t *testing.T) {
 		buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4*4))
 		var fds [4]int
 		drain := func() {
-			_, oobn, _, err := scm.Recvmsg(peer, buf, oob, 0)
+			_, oobn, _, err := wire.Recvmsg(peer, buf, oob, 0)
 			if err != nil {
 				panic(err)
 			}
-			got, err := scm.ParseRights(oob[:oobn], fds[:0])
+			got, err := wire.ParseRights(oob[:oobn], fds[:0])
 			if err != nil {
 				panic(err)
 			}

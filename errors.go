@@ -5,7 +5,7 @@ package sealbuf
 import (
 	"errors"
 
-	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 var (
@@ -31,5 +31,5 @@ var (
 	// ErrMalformed is matched when a received message does not follow the
 	// wire format: a bad stream frame prefix, a descriptor count that does
 	// not match the frame's, control data that does not parse.
-	ErrMalformed = scm.ErrMalformed
+	ErrMalformed = wire.ErrMalformed
 )

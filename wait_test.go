@@ -3,7 +3,6 @@
 package sealbuf_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -12,21 +11,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealbuf/sealbuf"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
 )
 
 // The waits below are the option's longest, so that a wait that ignored
 // Close, a deadline or a context would hold the test for that long each
 // time; the tests check outcomes, never durations.
-const testWait = sealbuf.MaxBlockingWait
+const testWait = sealbuf.MaxWait
 
 func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	t.Helper()
 	a, b := connUnixPair(t, typ)
-	ca := sealbuf.NewConn(a, sealbuf.WithBlockingWait(testWait))
-	cb := sealbuf.NewConn(b, sealbuf.WithBlockingWait(testWait))
+	ca := sealbuf.NewConn(a, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
+	cb := sealbuf.NewConn(b, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 	t.Cleanup(func() { ca.Close(); cb.Close() })
 	return ca, cb
 }
@@ -124,7 +124,7 @@ func requireCloseEndsReceive(t *testing.T, a *sealbuf.Conn) {
 func TestBlockingWaitDeadline(t *testing.T) {
 	connEachType(t, func(t *testing.T, typ int) {
 		ua, ub := connUnixPair(t, typ)
-		a := sealbuf.NewConn(ua, sealbuf.WithBlockingWait(testWait))
+		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 		defer a.Close()
 		defer ub.Close()
 		require.NoError(t, ua.SetReadDeadline(time.Now().Add(3*time.Millisecond)))
@@ -133,78 +133,12 @@ func TestBlockingWaitDeadline(t *testing.T) {
 	})
 }
 
-// TestBlockingWaitPool: a Pool and PoolReader over Conns with the option
-// exchange messages, and a cancelled context or a Discard still wakes
-// their waits.
-func TestBlockingWaitPool(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			pc, cc := waitPair(t, st.typ)
-			p, err := sealbuf.NewPool(pc, 2, 4096)
-			require.NoError(t, err)
-			defer p.Close()
-			r, err := sealbuf.AcceptPool(cc)
-			require.NoError(t, err)
-			defer r.Close()
-
-			ctx := context.Background()
-			go func() {
-				for {
-					v, _, err := r.Receive(ctx, nil)
-					if err != nil {
-						return
-					}
-					if v.Len() > 0 && v.Bytes()[0] != byte(v.Len()) {
-						panic("wrong slot contents")
-					}
-					v.Release()
-				}
-			}()
-			for i := range 500 {
-				s, err := p.Acquire(ctx)
-				require.NoError(t, err)
-				n := i%4096 + 1
-				s.Bytes()[0] = byte(n)
-				require.NoError(t, s.Send(n, nil))
-			}
-
-			// Hold both slots: Acquire waits, and its context still ends it.
-			var held []sealbuf.Slot
-			for len(held) < 2 {
-				s, err := p.TryAcquire()
-				if errors.Is(err, sealbuf.ErrPoolFull) {
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				require.NoError(t, err)
-				held = append(held, s)
-			}
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Millisecond)
-			defer cancel()
-			_, err = p.Acquire(cctx)
-			require.ErrorIs(t, err, context.DeadlineExceeded)
-
-			// A Discard wakes an Acquire waiting on the socket.
-			got := make(chan error, 1)
-			go func() { _, err := p.Acquire(ctx); got <- err }()
-			time.Sleep(2 * time.Millisecond)
-			require.NoError(t, held[0].Discard())
-			select {
-			case err := <-got:
-				require.NoError(t, err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("Acquire did not wake after Discard")
-			}
-		})
-	}
-}
-
 // TestBlockingWaitClamp: the wait is capped, and negative means off; both
 // still work.
 func TestBlockingWaitClamp(t *testing.T) {
 	for _, d := range []time.Duration{-time.Second, time.Hour} {
 		ua, ub := connUnixPair(t, unix.SOCK_SEQPACKET)
-		a := sealbuf.NewConn(ua, sealbuf.WithBlockingWait(d))
+		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Kernel: d}))
 		b := sealbuf.NewConn(ub)
 		require.NoError(t, b.Send([]byte("x")))
 		n, _, err := a.Receive(make([]byte, 4))
@@ -258,6 +192,6 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 		}
 		return false
 	}
-	require.True(t, seen(sealbuf.WithBlockingWait(testWait)), "WithBlockingWait: no thread ever seen in ppoll")
-	require.False(t, seen(), "without WithBlockingWait: a thread was seen in ppoll")
+	require.True(t, seen(sealbuf.WithWait(sealbuf.Wait{Kernel: testWait})), "WithWait: no thread ever seen in ppoll")
+	require.False(t, seen(), "without WithWait: a thread was seen in ppoll")
 }

@@ -66,7 +66,7 @@ func handoffOptions() handoff.Options {
 // through Go's netpoller as sealbuf.Conn does, hugetlb and prefault the
 // library with huge pages and with memfds populated ahead, mmap-go a
 // /dev/shm file per message mapped with mmap-go, pool one reused slot of a
-// sealbuf.Pool (the release is the ack; Conns with WithBlockingWait),
+// pool.Writer (the release is the ack; Conns with WithWait),
 // pool-netpoll the same without it, pool-floor the same in raw calls,
 // pool-futex-floor that with a futex in shared memory instead of the socket.
 func BenchmarkHandoff(b *testing.B) {

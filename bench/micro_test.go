@@ -10,11 +10,12 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/sigbus"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkBuild makes a sealed buffer holding bytes the caller already

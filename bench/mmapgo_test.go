@@ -12,8 +12,9 @@ import (
 	"path/filepath"
 
 	mmap "github.com/edsrzf/mmap-go"
-	"github.com/sealbuf/sealbuf/internal/handoff"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/handoff"
 )
 
 // The mmap-go mode is what a Go program without sealbuf might do: a fresh

@@ -7,7 +7,7 @@
 //     ParseSeals never panics.
 //   - FuzzParseRights, FuzzParseFrame: arbitrary bytes as a peer's control
 //     message and stream frame prefix, fed to the parsers Conn.Receive uses
-//     (internal/scm): no panic, only scm.ErrMalformed, at most one descriptor
+//     (internal/scm): no panic, only wire.ErrMalformed, at most one descriptor
 //     per 4 bytes, agreement with x/sys's parser, prefixes that re-encode to
 //     themselves.
 //   - FuzzReceiveStream: arbitrary bytes sent over a real "unix" stream

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 // cmsg builds one control message with any level, type and length field.
@@ -32,8 +32,8 @@ func fdBytes(fds ...int32) []byte {
 }
 
 // FuzzParseRights feeds arbitrary bytes, as a control message from a peer,
-// to scm.ParseRights, the parser Conn.Receive uses. It must not panic, must
-// fail only with scm.ErrMalformed, must return at most one descriptor per 4
+// to wire.ParseRights, the parser Conn.Receive uses. It must not panic, must
+// fail only with wire.ErrMalformed, must return at most one descriptor per 4
 // bytes (appended to what the caller passed), and must agree with x/sys's
 // parser wherever that one accepts the input. The numbers it returns are
 // garbage and are never closed.
@@ -61,8 +61,8 @@ func FuzzParseRights(f *testing.F) {
 			buf := make([]byte, shift+len(oob))
 			b := buf[shift:]
 			copy(b, oob)
-			fds, err := scm.ParseRights(b, nil)
-			if err != nil && !errors.Is(err, scm.ErrMalformed) {
+			fds, err := wire.ParseRights(b, nil)
+			if err != nil && !errors.Is(err, wire.ErrMalformed) {
 				t.Fatalf("ParseRights: error not matching ErrMalformed: %v", err)
 			}
 			if len(fds) > len(oob)/4 {
@@ -72,7 +72,7 @@ func FuzzParseRights(f *testing.F) {
 				t.Fatal("ParseRights changed its input")
 			}
 			// Appends to the caller's slice, also on error.
-			more, err2 := scm.ParseRights(b, []int{-7})
+			more, err2 := wire.ParseRights(b, []int{-7})
 			if (err == nil) != (err2 == nil) || len(more) != 1+len(fds) || more[0] != -7 || !slices.Equal(more[1:], fds) {
 				t.Fatalf("ParseRights with a non-empty slice: %v %v, then %v %v", fds, err, more, err2)
 			}
@@ -84,7 +84,8 @@ func FuzzParseRights(f *testing.F) {
 // checkAgainstXSys compares ParseRights with x/sys's ParseSocketControlMessage
 // and ParseUnixRights: where those accept b, both find the same descriptors,
 // and ParseRights fails exactly when b holds something other than whole
-// SCM_RIGHTS messages.
+// SCM_RIGHTS messages and the receiver-side messages it knows (credentials,
+// security labels, pidfds).
 func checkAgainstXSys(t *testing.T, b []byte, fds []int, err error) {
 	t.Helper()
 	msgs, xerr := unix.ParseSocketControlMessage(b)
@@ -99,6 +100,13 @@ func checkAgainstXSys(t *testing.T, b []byte, fds []int, err error) {
 	covered := 0
 	for _, m := range msgs {
 		covered += unix.CmsgSpace(len(m.Data))
+		if m.Header.Level == unix.SOL_SOCKET && (m.Header.Type == unix.SCM_CREDENTIALS || m.Header.Type == unix.SCM_SECURITY) {
+			continue // no descriptors: skipped
+		}
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_PIDFD {
+			clean = clean && len(m.Data) == 4 // ParseRights drops its descriptor (ParseControl returns it)
+			continue
+		}
 		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_RIGHTS {
 			clean = false
 			continue
@@ -122,39 +130,39 @@ func checkAgainstXSys(t *testing.T, b []byte, fds []int, err error) {
 }
 
 // FuzzParseFrame feeds arbitrary bytes, as a stream frame prefix from a
-// peer, to scm.ParseFrame: no panic, only scm.ErrMalformed, and what it
+// peer, to wire.ParseFrame: no panic, only wire.ErrMalformed, and what it
 // accepts is within the limits and encodes back to the same 8 bytes.
 func FuzzParseFrame(f *testing.F) {
-	seed(f, "valid", scm.Frame{HeaderLen: 5, Files: 1}.Append(nil))
-	seed(f, "at-limits", scm.Frame{HeaderLen: scm.MaxHeader, Files: scm.MaxFiles}.Append(nil))
-	seed(f, "header-over-limit", scm.Frame{HeaderLen: scm.MaxHeader + 1}.Append(nil))
-	seed(f, "files-over-limit", scm.Frame{Files: scm.MaxFiles + 1}.Append(nil))
+	seed(f, "valid", wire.Frame{HeaderLen: 5, Files: 1}.Append(nil))
+	seed(f, "at-limits", wire.Frame{HeaderLen: wire.MaxHeader, Files: wire.MaxFiles}.Append(nil))
+	seed(f, "header-over-limit", wire.Frame{HeaderLen: wire.MaxHeader + 1}.Append(nil))
+	seed(f, "files-over-limit", wire.Frame{Files: wire.MaxFiles + 1}.Append(nil))
 	seed(f, "garbage", []byte("GARBAGE!"))
 	seed(f, "magic-only", []byte("SB"))
 	seed(f, "empty", []byte{})
-	seed(f, "with-header", append(scm.Frame{HeaderLen: 3}.Append(nil), "abc"...))
+	seed(f, "with-header", append(wire.Frame{HeaderLen: 3}.Append(nil), "abc"...))
 	seed(f, "all-ones", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 'S', 'B'})
 
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := scm.ParseFrame(b)
+		fr, err := wire.ParseFrame(b)
 		if err != nil {
-			if !errors.Is(err, scm.ErrMalformed) {
+			if !errors.Is(err, wire.ErrMalformed) {
 				t.Fatalf("ParseFrame: error not matching ErrMalformed: %v", err)
 			}
-			if fr != (scm.Frame{}) {
+			if fr != (wire.Frame{}) {
 				t.Fatalf("ParseFrame failed but returned %+v", fr)
 			}
 			ok := len(b) >= 8 && b[6] == 'S' && b[7] == 'B' &&
-				binary.LittleEndian.Uint32(b) <= scm.MaxHeader && binary.LittleEndian.Uint16(b[4:]) <= scm.MaxFiles
+				binary.LittleEndian.Uint32(b) <= wire.MaxHeader && binary.LittleEndian.Uint16(b[4:]) <= wire.MaxFiles
 			if ok {
 				t.Fatalf("ParseFrame refused a valid prefix %x: %v", b[:8], err)
 			}
 			return
 		}
-		if len(b) < scm.FrameLen || fr.HeaderLen < 0 || fr.HeaderLen > scm.MaxHeader || fr.Files < 0 || fr.Files > scm.MaxFiles {
+		if len(b) < wire.FrameLen || fr.HeaderLen < 0 || fr.HeaderLen > wire.MaxHeader || fr.Files < 0 || fr.Files > wire.MaxFiles {
 			t.Fatalf("ParseFrame(%x) = %+v", b, fr)
 		}
-		if enc := fr.Append(nil); !slices.Equal(enc, b[:scm.FrameLen]) {
+		if enc := fr.Append(nil); !slices.Equal(enc, b[:wire.FrameLen]) {
 			t.Fatalf("ParseFrame(%x) = %+v, which encodes as %x", b, fr, enc)
 		}
 	})

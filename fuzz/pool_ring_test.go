@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/pool"
 	"github.com/sealbuf/sealbuf/sealtest"
 )
 
@@ -196,7 +197,7 @@ func mapRing(t *testing.T, f *os.File, size int) []byte {
 func fuzzRingConsumer(t *testing.T, slots int, ops []byte) {
 	pg := os.Getpagesize()
 	size, entry, msgOff := ringLayout(slots)
-	pool := sealtest.Memfd(int64(slots*pg), memfd.SealShrink|memfd.SealGrow|memfd.SealFutureWrite).File(t)
+	slotsFile := sealtest.Memfd(int64(slots*pg), memfd.SealShrink|memfd.SealGrow|memfd.SealFutureWrite).File(t)
 	ringFile := zeroedRing(t, size)
 	mem := mapRing(t, ringFile, size)
 	defer unix.Munmap(mem)
@@ -208,12 +209,12 @@ func fuzzRingConsumer(t *testing.T, slots int, ops []byte) {
 	hello = binary.LittleEndian.AppendUint32(hello, fuzzHeader)
 	hello = binary.LittleEndian.AppendUint64(hello, uint64(pg))
 	hello = binary.LittleEndian.AppendUint64(hello, uint64(pg))
-	if err := raw.SendFiles(hello, pool, ringFile); err != nil {
+	if err := raw.SendFiles(hello, slotsFile, ringFile); err != nil {
 		t.Fatal(err)
 	}
-	pool.Close()
+	slotsFile.Close()
 	ringFile.Close()
-	r, err := sealbuf.AcceptPool(conn)
+	r, err := pool.Accept(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func fuzzRingConsumer(t *testing.T, slots int, ops []byte) {
 }
 
 func consumerError(err error) bool {
-	for _, kind := range []error{io.EOF, io.ErrShortBuffer, context.DeadlineExceeded, sealbuf.ErrPoolProtocol} {
+	for _, kind := range []error{io.EOF, io.ErrShortBuffer, context.DeadlineExceeded, pool.ErrProtocol} {
 		if errors.Is(err, kind) {
 			return true
 		}
@@ -271,7 +272,7 @@ func consumerError(err error) bool {
 func fuzzRingProducer(t *testing.T, slots int, ops []byte) {
 	raw, conn := ringPeer(t)
 	defer raw.Close()
-	p, err := sealbuf.NewPool(conn, slots, 64, sealbuf.WithPoolFutex(), sealbuf.WithPoolMaxHeader(fuzzHeader))
+	p, err := pool.New(conn, slots, 64, pool.WithFutex(), pool.WithMaxHeader(fuzzHeader))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func fuzzRingProducer(t *testing.T, slots int, ops []byte) {
 }
 
 func producerError(err error) bool {
-	for _, kind := range []error{io.EOF, sealbuf.ErrPoolFull, sealbuf.ErrPoolProtocol} {
+	for _, kind := range []error{io.EOF, pool.ErrFull, pool.ErrProtocol} {
 		if errors.Is(err, kind) {
 			return true
 		}

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
-	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/internal/wire"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/sealtest"
 )
@@ -56,7 +56,7 @@ func makeAttachable(f *testing.F) []*os.File {
 // header buffer (opts>>3&0xf * 8 bytes).
 func FuzzReceiveStream(f *testing.F) {
 	files := makeAttachable(f)
-	frame := func(headerLen, n int) []byte { return scm.Frame{HeaderLen: headerLen, Files: n}.Append(nil) }
+	frame := func(headerLen, n int) []byte { return wire.Frame{HeaderLen: headerLen, Files: n}.Append(nil) }
 	msg := func(header string, n int) []byte { return append(frame(len(header), n), header...) }
 
 	seed(f, "hello", msg("hello", 0), []byte{}, byte(0x80|0x10))
@@ -70,7 +70,7 @@ func FuzzReceiveStream(f *testing.F) {
 	seed(f, "split-header", msg("split", 3), []byte{2, 0x20, 3, 0x21, 5, 0x27}, byte(0x80|0x10))
 	seed(f, "announces-more", msg("announces more", 3), []byte{21, 0x20}, byte(0x80|0x10))
 	seed(f, "cut-short", frame(1000, 0), []byte{}, byte(0x80|0x10))
-	seed(f, "header-over-limit", frame(scm.MaxHeader+1, 0), []byte{}, byte(0x80|0x10))
+	seed(f, "header-over-limit", frame(wire.MaxHeader+1, 0), []byte{}, byte(0x80|0x10))
 	seed(f, "garbage", []byte("GARBAGE!GARBAGE!"), []byte{3, 0x20}, byte(0x80))
 	seed(f, "sealed-pages", msg("sealed pages", 1), []byte{20, 0x27}, byte(0x80|0x10))
 	seed(f, "magic-only", []byte("SB"), []byte{1, 0x20}, byte(0))
@@ -88,7 +88,7 @@ func FuzzReceiveStream(f *testing.F) {
 		send, recv := streamPair(t)
 		maxFiles := 1 + int(opts%8)
 		if opts&0x80 != 0 {
-			maxFiles = scm.MaxFiles
+			maxFiles = wire.MaxFiles
 		}
 		conn := sealbuf.NewConn(recv, sealbuf.WithMaxFiles(maxFiles), sealbuf.WithReceivePolicy(sealbuf.MaxSize(1<<20)))
 
@@ -152,7 +152,7 @@ func allowedReceiveError(err error) bool {
 	for _, kind := range []error{
 		io.EOF, io.ErrUnexpectedEOF, io.ErrShortBuffer,
 		sealbuf.ErrNotSealed, sealbuf.ErrTooLarge, memfd.ErrNotMemfd,
-		scm.ErrMalformed,
+		wire.ErrMalformed,
 	} {
 		if errors.Is(err, kind) {
 			return true
@@ -203,7 +203,7 @@ func sendChunks(t *testing.T, send *os.File, data, plan []byte, files []*os.File
 				oob = unix.UnixRights(fds...)
 			}
 			return control(send, func(fd int) error {
-				n, err := scm.Sendmsg(fd, [][]byte{data[:k]}, oob)
+				n, err := wire.Sendmsg(fd, [][]byte{data[:k]}, oob)
 				if err == nil && n != k {
 					data = data[:0] // a short write: the buffer is full
 				}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/sealbuf/sealbuf/internal/scm"
+	"github.com/sealbuf/sealbuf/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -268,7 +268,7 @@ func (e *engine) write(msg []byte, fds []int) error {
 	err = rc.Write(func(fd uintptr) bool {
 		for {
 			var n int
-			n, werr = scm.Sendmsg(int(fd), [][]byte{msg}, oob)
+			n, werr = wire.Sendmsg(int(fd), [][]byte{msg}, oob)
 			if werr == unix.EAGAIN {
 				return false
 			}

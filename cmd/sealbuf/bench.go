@@ -62,7 +62,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	pin := fs.String("pin", "same", "CPU pinning: same (producer and consumer on one CPU) or none")
 	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket"}`)
 	svg := fs.String("svg", "", "also write a chart (SVG) to this file")
-	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference); diagnostics: floor-netpoll (sealed-floor waiting through Go's netpoller), pool-socket (pool with its records over the socket: no WithPoolFutex), pool-netpoll (pool-socket without WithBlockingWait), sealed-wait (sealed with it), sealed-paced (sealed-prefault's pacing without the Reserve), lib-producer and lib-consumer (one side the library, the other the floor)")
+	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference); diagnostics: floor-netpoll (sealed-floor waiting through Go's netpoller), pool-socket (pool with its records over the socket: no WithPoolFutex), pool-netpoll (pool-socket without WithWait), sealed-wait (sealed with it), sealed-paced (sealed-prefault's pacing without the Reserve), lib-producer and lib-consumer (one side the library, the other the floor)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sealbuf bench [flags]\n\nEach mode hands messages of each size from this process to a child process and back (one ack per message); every byte is written and checked.\n\n")
 		fs.PrintDefaults()

@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/memfd"
-	"golang.org/x/sys/unix"
 )
 
 func init() {

@@ -31,7 +31,7 @@ const (
 //
 // With raw, it is a raw system call: the goroutine keeps its P and thread
 // while it waits, as a busy loop would but without burning CPU (see
-// sealbuf.WithBlockingWait for why and at what cost). Without, it is an
+// sealbuf.WithWait for why and at what cost). Without, it is an
 // ordinary blocking system call: after 20 µs the runtime hands the P to
 // other goroutines, and the wake-up must win one back.
 func Wait(w *atomic.Uint32, old uint32, d time.Duration, raw bool) bool {

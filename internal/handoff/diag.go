@@ -3,8 +3,9 @@
 package handoff
 
 import (
-	"github.com/sealbuf/sealbuf"
 	"os"
+
+	"github.com/sealbuf/sealbuf"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,10 +14,10 @@ import (
 // them): lib-producer and lib-consumer split the sealed mode's cost over
 // the floor between its two sides (the wire format is the same: the
 // library's producer with the floor's consumer, and the reverse);
-// sealed-wait is the sealed mode with WithBlockingWait at every size (sealed
+// sealed-wait is the sealed mode with WithWait at every size (sealed
 // uses it up to 64 KiB only); pool-socket is the pool mode with its records
 // over the socket (no WithPoolFutex), pool-netpoll that without
-// WithBlockingWait either.
+// WithWait either.
 func init() {
 	Register(Mode{
 		Name:     "lib-producer",
@@ -52,6 +53,6 @@ func init() {
 	})
 }
 
-// diagWait is sealed-wait's WithBlockingWait: the sealed mode with the
+// diagWait is sealed-wait's WithWait: the sealed mode with the
 // pool mode's latency setting (it gains nothing measurable there).
-var diagWait = sealbuf.WithBlockingWait(poolWait)
+var diagWait = sealbuf.WithWait(sealbuf.Wait{Kernel: poolWait})

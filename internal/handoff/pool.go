@@ -10,8 +10,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // The pool modes hand every message through one reused shared slot: a pool
@@ -22,9 +24,9 @@ import (
 // acquiring the slot again, at the end of each Send, so that one message
 // is in flight at a time and its whole cost falls inside Send.
 //
-// pool is the library (sealbuf.NewPool, Acquire, Send; AcceptPool,
+// pool is the library (pool.New, Acquire, Send; AcceptPool,
 // Receive, Release) in its latency configuration: WithPoolFutex (records
-// in a shared ring, futex wake-ups) and WithBlockingWait. pool-floor is
+// in a shared ring, futex wake-ups) and WithWait. pool-floor is
 // the same steps in raw x/sys/unix calls on a blocking socket
 // (PoolFloor): the floor the issue measures the pool against;
 // pool-futex-floor (futexfloor.go) is the futex's own floor.
@@ -48,15 +50,15 @@ func init() {
 
 // poolFits reports whether a pool can have one slot of size bytes.
 func poolFits(size int) error {
-	if size < 1 || int64(size) > sealbuf.PoolMaxSlotSize {
-		return fmt.Errorf("a pool slot holds 1 to %d bytes, not %d", int64(sealbuf.PoolMaxSlotSize), size)
+	if size < 1 || int64(size) > pool.MaxSlotSize {
+		return fmt.Errorf("a pool slot holds 1 to %d bytes, not %d", int64(pool.MaxSlotSize), size)
 	}
 	return nil
 }
 
 type poolProducer struct {
-	pool *sealbuf.Pool
-	slot sealbuf.Slot // acquired: the next message goes into it
+	pool *pool.Writer
+	slot pool.Slot // acquired: the next message goes into it
 	held bool
 	size int
 	cfg  poolConfig
@@ -64,36 +66,36 @@ type poolProducer struct {
 
 // poolConfig is how a pool mode configures the library.
 type poolConfig struct {
-	wait  time.Duration // WithBlockingWait
+	wait  time.Duration // WithWait
 	futex bool          // WithPoolFutex
 }
 
 // poolWait is how long the pool mode's Conns wait in the kernel before the
-// netpoller (WithBlockingWait): the ping-pong latency configuration.
+// netpoller (WithWait): the ping-pong latency configuration.
 const poolWait = time.Millisecond
 
 // The pool modes' configurations: pool, and the diagnostic modes
 // pool-socket (records over the socket) and pool-netpoll (that, and no
-// WithBlockingWait).
+// WithWait).
 var (
 	poolFast    = poolConfig{wait: poolWait, futex: true}
 	poolSocket  = poolConfig{wait: poolWait}
 	poolNetpoll = poolConfig{}
 )
 
-func (c poolConfig) poolOptions() []sealbuf.PoolOption {
+func (c poolConfig) poolOptions() []pool.Option {
 	if c.futex {
-		return []sealbuf.PoolOption{sealbuf.WithPoolFutex()}
+		return []pool.Option{pool.WithFutex()}
 	}
 	return nil
 }
 
 func newPoolProducer(sock *os.File, size int, cfg poolConfig) (Producer, error) {
-	conn, err := newConn(sock, sealbuf.WithBlockingWait(cfg.wait))
+	conn, err := newConn(sock, sealbuf.WithWait(sealbuf.Wait{Kernel: cfg.wait}))
 	if err != nil {
 		return nil, err
 	}
-	p, err := sealbuf.NewPool(conn, 1, size, cfg.poolOptions()...)
+	p, err := pool.New(conn, 1, size, cfg.poolOptions()...)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -112,7 +114,7 @@ func (p *poolProducer) Note() string {
 		note += "; WithPoolFutex"
 	}
 	if p.cfg.wait > 0 {
-		return note + fmt.Sprintf("; WithBlockingWait(%v)", p.cfg.wait)
+		return note + fmt.Sprintf("; WithWait(%v)", p.cfg.wait)
 	}
 	return note + "; netpoller"
 }
@@ -144,11 +146,11 @@ func (p *poolProducer) Close() error {
 }
 
 func consumePool(sock *os.File, size int, cfg poolConfig) error {
-	conn, err := newConn(sock, sealbuf.WithBlockingWait(cfg.wait))
+	conn, err := newConn(sock, sealbuf.WithWait(sealbuf.Wait{Kernel: cfg.wait}))
 	if err != nil {
 		return err
 	}
-	r, err := sealbuf.AcceptPool(conn)
+	r, err := pool.Accept(conn)
 	if err != nil {
 		conn.Close()
 		return err

@@ -10,18 +10,19 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
 )
 
-// PoolFloor is the floor that sealbuf.Pool is measured against: the least
+// PoolFloor is the floor that pool.Writer is measured against: the least
 // a reusable shared slot can cost. One memfd mapped on both sides, one
 // notification per message and one release back, with plain read(2) and
 // write(2) on the socket (blocking, no runtime poller), no checks, no
 // locks, no contexts. It is written in raw x/sys/unix calls, not with the
 // library, and speaks the pool's wire format (docs/pool.md, "Wire
-// format") over unixpacket: a sealbuf.PoolReader can read it, and
-// PoolFloorReader can read a sealbuf.Pool.
+// format") over unixpacket: a pool.Reader can read it, and
+// PoolFloorReader can read a pool.Writer.
 //
 // It exists for benchmarks (the pool-floor mode, BenchmarkPool). Beyond the
 // seals at AcceptPoolFloor and the bounds of each record it trusts its
@@ -201,7 +202,7 @@ func (f *PoolFloor) Drain() error {
 }
 
 // readRelease reads one release message of one record, as PoolFloorReader
-// sends them (a sealbuf.PoolReader may batch several records in one
+// sends them (a pool.Reader may batch several records in one
 // message when it falls behind; the floor does not handle that).
 func (f *PoolFloor) readRelease() error {
 	if err := f.call(pfRead); err != nil {
@@ -289,7 +290,7 @@ type PoolFloorReader struct {
 }
 
 // AcceptPoolFloor receives a pool's hello and memfd from sock (from
-// NewPoolFloor or sealbuf.NewPool), checks the hello's bounds, that the
+// NewPoolFloor or pool.New), checks the hello's bounds, that the
 // memfd is sealed at least shrink|grow|future_write (or fails matching
 // sealbuf.ErrNotSealed) and has the size the hello announces, and maps it
 // read-only. It checks nothing later.

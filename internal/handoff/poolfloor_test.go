@@ -10,8 +10,10 @@ import (
 	"os"
 	"testing"
 
-	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // floorPair returns the two ends of a blocking unixpacket socketpair, as
@@ -40,14 +42,14 @@ func floorConn(t *testing.T, f *os.File) *sealbuf.Conn {
 const floorTestSlots, floorTestSize, floorTestMsgs = 3, 10000, 200
 
 // TestPoolFloorToPoolReader: the floor speaks the pool's wire format, so a
-// sealbuf.PoolReader accepts its pool (seals and all) and reads its
+// pool.Reader accepts its pool (seals and all) and reads its
 // messages.
 func TestPoolFloorToPoolReader(t *testing.T) {
 	a, b := floorPair(t)
 	bc := floorConn(t, b)
 	done := make(chan error, 1)
 	go func() {
-		r, err := sealbuf.AcceptPool(bc)
+		r, err := pool.Accept(bc)
 		if err != nil {
 			done <- err
 			return
@@ -108,7 +110,7 @@ func TestPoolFloorToPoolReader(t *testing.T) {
 	}
 }
 
-// TestPoolToPoolFloorReader: the floor's consumer reads a sealbuf.Pool.
+// TestPoolToPoolFloorReader: the floor's consumer reads a pool.Writer.
 func TestPoolToPoolFloorReader(t *testing.T) {
 	a, b := floorPair(t)
 	done := make(chan error, 1)
@@ -145,7 +147,7 @@ func TestPoolToPoolFloorReader(t *testing.T) {
 			}
 		}
 	}()
-	p, err := sealbuf.NewPool(floorConn(t, a), floorTestSlots, floorTestSize)
+	p, err := pool.New(floorConn(t, a), floorTestSlots, floorTestSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestPoolToPoolFloorReader(t *testing.T) {
 	// for any release, and Close would come with messages in flight and
 	// releases unread, which the consumer's read meets as ECONNRESET, end
 	// of file, before the messages still queued.)
-	var held [floorTestSlots]sealbuf.Slot
+	var held [floorTestSlots]pool.Slot
 	for i := range held {
 		s, err := p.Acquire(context.Background())
 		if err != nil {

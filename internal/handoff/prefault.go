@@ -10,8 +10,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
 )
 
 // sealed-prefault is the sealed mode with its memfds from a

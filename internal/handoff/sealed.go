@@ -10,8 +10,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
 )
 
 // The sealed modes hand a fresh sealed memfd per message over a unixpacket
@@ -132,7 +133,7 @@ func newSealedProducer(sock *os.File, size int) (Producer, error) {
 }
 
 // sealedWaitMax is the largest size the sealed mode waits in the kernel
-// for (WithBlockingWait): measured, it takes the netpoller's cost out up to
+// for (WithWait): measured, it takes the netpoller's cost out up to
 // 64 KiB (4 KiB: 58 → 50 µs, level with the floor), but made 1 MiB
 // messages 10–20% slower in every run (sealed-wait, docs/bench.md). Like
 // the build path, the mode uses what measured fastest at the size.
@@ -142,7 +143,7 @@ func sealedWait(size int) []sealbuf.ConnOption {
 	if size > sealedWaitMax {
 		return nil
 	}
-	return []sealbuf.ConnOption{sealbuf.WithBlockingWait(poolWait)}
+	return []sealbuf.ConnOption{sealbuf.WithWait(sealbuf.Wait{Kernel: poolWait})}
 }
 
 func newSealedProducerOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) (Producer, error) {
@@ -157,7 +158,7 @@ func newSealedProducerOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) 
 	}
 	note := buildPaths[i].name
 	if len(opts) > 0 {
-		note += "; WithBlockingWait(1ms)"
+		note += "; WithWait(1ms)"
 	}
 	return &sealedProducer{conn: conn, buf: buf, build: buildPaths[i].fn, note: note}, nil
 }

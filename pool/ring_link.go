@@ -1,29 +1,31 @@
 //go:build linux
 
-package sealbuf
+package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/sealbuf/sealbuf/internal/futex"
+	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 // The link's side of a futex pool (pool_ring.go): publishing into the
 // ring, taking from it, and waiting for the peer.
 
 // poolFutexWait is how long a futex pool waits in futex(2) before it parks
-// on the socket, when its Conn has no WithBlockingWait. The wait is then an
+// on the socket, when its Conn's Wait has no Kernel part. The wait is then an
 // ordinary blocking system call: the runtime hands the P to other
 // goroutines after 20 µs.
 const poolFutexWait = time.Millisecond
 
 // ringSetup makes the link carry its records through ring; deliver gets
 // what the socket brings meanwhile (a hang-up, a protocol violation).
-func (l *poolLink) ringSetup(ring *poolRing, deliver func([]byte, error)) {
+func (l *link) ringSetup(ring *poolRing, deliver func([]byte, error)) {
 	l.ring = ring
 	l.ringDeliver = deliver
 	l.ringSockFn = l.onRingSocket
@@ -33,19 +35,19 @@ func (l *poolLink) ringSetup(ring *poolRing, deliver func([]byte, error)) {
 // sendMessage sends a message record and header: into the ring, or over
 // the socket. published reports that the consumer can read the message
 // even though err is set (only the wake-up failed).
-func (l *poolLink) sendMessage(rec poolRecord, header []byte) (published bool, err error) {
+func (l *link) sendMessage(rec poolRecord, header []byte) (published bool, err error) {
 	if l.ring == nil {
-		err = l.sendRecord(rec, header)
+		err = l.sendRecord(context.Background(), rec, header)
 		return err == nil, err
 	}
 	return l.ringPublish(rec, header)
 }
 
 // releaseNow sends a release record at once: into the ring, or over the
-// socket.
-func (l *poolLink) releaseNow(rec poolRecord) error {
+// socket, where ctx (nil: none) bounds a wait for room.
+func (l *link) releaseNow(ctx context.Context, rec poolRecord) error {
 	if l.ring == nil {
-		return l.sendRecord(rec, nil)
+		return l.sendRecord(ctx, rec, nil)
 	}
 	_, err := l.ringPublish(rec, nil)
 	return err
@@ -53,11 +55,11 @@ func (l *poolLink) releaseNow(rec poolRecord) error {
 
 // ringPublish writes a record (a message with its header, or a release)
 // into this side's ring, publishes it and wakes the peer if it waits.
-func (l *poolLink) ringPublish(rec poolRecord, header []byte) (published bool, err error) {
-	l.c.sendMu.Lock()
+func (l *link) ringPublish(rec poolRecord, header []byte) (published bool, err error) {
+	l.c.SendMu.Lock()
 	if l.ringClosed {
-		l.c.sendMu.Unlock()
-		return false, fmt.Errorf("sealbuf: pool: %w", os.ErrClosed)
+		l.c.SendMu.Unlock()
+		return false, fmt.Errorf("pool: %w", os.ErrClosed)
 	}
 	if rec.kind == poolKindMessage {
 		l.ring.publishMessage(rec, header)
@@ -65,26 +67,28 @@ func (l *poolLink) ringPublish(rec poolRecord, header []byte) (published bool, e
 		l.ring.publishRelease(rec)
 	}
 	wake := l.ring.claimWake()
-	l.c.sendMu.Unlock()
+	l.c.SendMu.Unlock()
 	return true, l.wakePeer(wake)
 }
 
 // wakePeer wakes the peer as claimWake decided: in futex(2), or parked
 // on the socket.
-func (l *poolLink) wakePeer(wake uint32) error {
+func (l *link) wakePeer(wake uint32) error {
 	switch wake {
 	case ringFutex:
 		// After Close the ring may be unmapped: the call then fails
 		// with EFAULT, which is harmless.
 		futex.Wake(l.ring.peerState, 1)
 	case ringSocket:
-		l.c.sendMu.Lock()
-		defer l.c.sendMu.Unlock()
+		l.c.SendMu.Lock()
+		defer l.c.SendMu.Unlock()
 		poolRecord{kind: poolKindWake}.put(l.sRec[:])
-		l.sNoWait = true
-		err := l.send(l.sRec[:], nil)
-		l.sNoWait = false
-		return err
+		// A wake-up record that finds the socket full is not needed: the
+		// records queued there wake the peer.
+		if err := l.c.Send(context.Background(), l.sRec[:], nil, nil, 0, true); err != wire.ErrWouldBlock {
+			return ioError("wake the peer", err)
+		}
+		return nil
 	}
 	return nil
 }
@@ -93,7 +97,7 @@ func (l *poolLink) wakePeer(wake uint32) error {
 // Close): the flag for a waiter on its way, the state word for one in
 // futex(2) (which then returns at once, or does not sleep at all). The
 // caller makes sure the ring is still mapped.
-func (l *poolLink) ringKickWaiter() {
+func (l *link) ringKickWaiter() {
 	l.ringKick.Store(true)
 	if l.ring.myState.CompareAndSwap(ringFutex, ringRunning) {
 		futex.Wake(l.ring.myState, 1)
@@ -101,16 +105,16 @@ func (l *poolLink) ringKickWaiter() {
 }
 
 // kick interrupts a blocked wait for releases: a slot came back locally.
-func (l *poolLink) kick() {
+func (l *link) kick() {
 	if l.ring != nil {
 		l.ringKickWaiter()
 	}
-	l.w.kick()
+	l.c.Kick()
 }
 
 // ringWakeAll wakes this side's waiter and the peer's (which then finds
 // the hang-up on the socket), as Close begins.
-func (l *poolLink) ringWakeAll() {
+func (l *link) ringWakeAll() {
 	l.ringKickWaiter()
 	if l.ring.claimWake() == ringFutex {
 		futex.Wake(l.ring.peerState, 1)
@@ -122,7 +126,7 @@ func (l *poolLink) ringWakeAll() {
 // socket, where the peer's wake-up record, a hang-up, a kick or ctx ends
 // the wait. It may also return nil with nothing new (a wake-up that
 // raced, Close): the caller looks again. The caller holds c.recvMu.
-func (l *poolLink) ringWait(ctx context.Context) error {
+func (l *link) ringWait(ctx context.Context) error {
 	r := l.ring
 	seen := r.taken
 	if r.peerHead.Load() != seen {
@@ -131,7 +135,19 @@ func (l *poolLink) ringWait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d, raw := l.c.blockingWait, true
+	wait := l.c.Wait()
+	if wait.Spin > 0 {
+		var spin wire.Spinner
+		for spin.Start(wait.Spin); spin.Next(); {
+			if r.peerHead.Load() != seen || l.ringKick.Load() || l.ringClosing.Load() {
+				break
+			}
+		}
+		if r.peerHead.Load() != seen {
+			return nil
+		}
+	}
+	d, raw := wait.Kernel, true
 	if d <= 0 {
 		d, raw = poolFutexWait, false
 	}
@@ -141,7 +157,7 @@ func (l *poolLink) ringWait(ctx context.Context) error {
 	}
 	if l.ringKick.Swap(false) && !l.ringClosing.Load() {
 		r.myState.Store(ringRunning)
-		return errPoolKicked
+		return wire.ErrKicked
 	}
 	if r.peerHead.Load() != seen {
 		r.myState.Store(ringRunning)
@@ -159,7 +175,7 @@ func (l *poolLink) ringWait(ctx context.Context) error {
 		r.myState.Store(ringRunning)
 		return nil
 	}
-	err := l.drainLocked(ctx, true, l.ringSockFn)
+	err := l.drainLocked(ctx, wire.ReadPark, l.ringSockFn)
 	r.myState.Store(ringRunning)
 	return err
 }
@@ -167,7 +183,7 @@ func (l *poolLink) ringWait(ctx context.Context) error {
 // onRingSocket takes a message that came over the socket of a futex pool:
 // only wake-up records travel there; anything else, and the hang-up, go
 // to ringDeliver.
-func (l *poolLink) onRingSocket(payload []byte, err error) {
+func (l *link) onRingSocket(payload []byte, err error) {
 	if err == nil {
 		if _, perr := parsePoolRecord(payload, poolKindWake); perr != nil || len(payload) != poolRecordLen {
 			err = poolProtoError(nil, "a %d-byte message on the socket of a futex pool, where only 16-byte wake-up records travel", len(payload))
@@ -181,9 +197,9 @@ func (l *poolLink) onRingSocket(payload []byte, err error) {
 // ringDrain is drain for a futex pool (producer): it passes the pending
 // release records to fn; without any, and with wait, it waits first. The
 // caller holds c.recvMu.
-func (l *poolLink) ringDrain(ctx context.Context, wait bool, fn func([]byte, error)) error {
+func (l *link) ringDrain(ctx context.Context, wait bool, fn func([]byte, error)) error {
 	if l.ring.mem == nil { // Close unmapped it, under recvMu
-		return fmt.Errorf("sealbuf: pool: %w", os.ErrClosed)
+		return fmt.Errorf("pool: %w", os.ErrClosed)
 	}
 	if l.ringTake(fn) {
 		return nil
@@ -192,7 +208,7 @@ func (l *poolLink) ringDrain(ctx context.Context, wait bool, fn func([]byte, err
 	if wait {
 		err = l.ringWait(ctx)
 	} else {
-		err = l.drainLocked(ctx, false, l.ringSockFn) // a hang-up, at least
+		err = l.drainLocked(ctx, wire.ReadNow, l.ringSockFn) // a hang-up, at least
 	}
 	l.ringTake(fn)
 	return err
@@ -200,7 +216,7 @@ func (l *poolLink) ringDrain(ctx context.Context, wait bool, fn func([]byte, err
 
 // ringTake passes the pending release records to fn and reports whether
 // there were any (or an error).
-func (l *poolLink) ringTake(fn func([]byte, error)) bool {
+func (l *link) ringTake(fn func([]byte, error)) bool {
 	recs, err := l.ring.takeReleases(l.ringBuf)
 	if err != nil {
 		fn(nil, err)
@@ -215,9 +231,9 @@ func (l *poolLink) ringTake(fn func([]byte, error)) bool {
 
 // ringRecv is recvMessage for a futex pool (consumer). The caller holds
 // c.recvMu.
-func (l *poolLink) ringRecv(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
+func (l *link) ringRecv(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
 	if l.ring.mem == nil { // Close unmapped it, under recvMu
-		return rec, 0, false, fmt.Errorf("sealbuf: pool: receive: %w", os.ErrClosed)
+		return rec, 0, false, fmt.Errorf("pool: receive: %w", os.ErrClosed)
 	}
 	for {
 		rec, hn, ok, recOK, err := l.ring.takeMessage(header)
@@ -232,7 +248,7 @@ func (l *poolLink) ringRecv(ctx context.Context, header []byte) (rec poolRecord,
 			return rec, 0, false, l.ringEOF
 		}
 		if err := l.ringWait(ctx); err != nil {
-			return rec, 0, false, poolIOError("receive", err)
+			return rec, 0, false, ioError("receive", err)
 		}
 	}
 }
@@ -240,12 +256,12 @@ func (l *poolLink) ringRecv(ctx context.Context, header []byte) (rec poolRecord,
 // onConsumerNews keeps what the socket of a consumer's futex pool brought:
 // the producer's hang-up for good, a protocol violation for the next
 // Receive.
-func (l *poolLink) onConsumerNews(_ []byte, err error) {
+func (l *link) onConsumerNews(_ []byte, err error) {
 	switch {
 	case err == nil:
-	case isEOF(err):
+	case errors.Is(err, io.EOF):
 		if l.ringEOF == nil {
-			l.ringEOF = fmt.Errorf("sealbuf: pool: the producer hung up: %w", io.EOF)
+			l.ringEOF = fmt.Errorf("pool: the producer hung up: %w", io.EOF)
 		}
 	case l.ringNews == nil:
 		l.ringNews = err

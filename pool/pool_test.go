@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf_test
+package pool_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // poolSockTypes are the socket types a pool works over.
@@ -44,9 +45,9 @@ var poolFlavors = []struct {
 }
 
 // poolOpts adds WithPoolFutex to opts when typ asks for it.
-func poolOpts(typ int, opts ...sealbuf.PoolOption) []sealbuf.PoolOption {
+func poolOpts(typ int, opts ...pool.Option) []pool.Option {
 	if typ&poolFutex != 0 {
-		return append(opts, sealbuf.WithPoolFutex())
+		return append(opts, pool.WithFutex())
 	}
 	return opts
 }
@@ -78,13 +79,13 @@ func poolConns(t testing.TB, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 
 // newPoolPair returns a producer and its consumer over a socketpair of
 // typ, both closed when the test ends.
-func newPoolPair(t testing.TB, typ, slots, slotSize int, opts ...sealbuf.PoolOption) (*sealbuf.Pool, *sealbuf.PoolReader) {
+func newPoolPair(t testing.TB, typ, slots, slotSize int, opts ...pool.Option) (*pool.Writer, *pool.Reader) {
 	t.Helper()
 	pc, cc := poolConns(t, typ)
-	p, err := sealbuf.NewPool(pc, slots, slotSize, poolOpts(typ, opts...)...)
+	p, err := pool.New(pc, slots, slotSize, poolOpts(typ, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
-	r, err := sealbuf.AcceptPool(cc)
+	r, err := pool.Accept(cc)
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	return p, r
@@ -100,7 +101,7 @@ func TestPoolRoundTrip(t *testing.T) {
 	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			const slots, size = 3, 10000
-			p, r := newPoolPair(t, st.typ, slots, size, sealbuf.WithPoolMaxHeader(64))
+			p, r := newPoolPair(t, st.typ, slots, size, pool.WithMaxHeader(64))
 			require.Equal(t, slots, r.Slots())
 			require.Equal(t, size, r.SlotSize())
 			require.Equal(t, 64, r.MaxHeader())
@@ -250,7 +251,7 @@ func assertNoError(t *testing.T, err error) bool {
 // mapping is read-only and can never be made writable, nor can the memfd be
 // written through a descriptor; its size is fixed for everyone.
 func TestPoolConsumerMapsReadOnly(t *testing.T) {
-	p, r := newPoolPair(t, unix.SOCK_SEQPACKET, 2, 3*page+1, sealbuf.WithPoolName("pool-ro"))
+	p, r := newPoolPair(t, unix.SOCK_SEQPACKET, 2, 3*page+1, pool.WithName("pool-ro"))
 	s, err := p.Acquire(context.Background())
 	require.NoError(t, err)
 	require.NoError(t, s.Send(100, nil))
@@ -350,17 +351,17 @@ func TestPoolLocalMisuse(t *testing.T) {
 	ctx := context.Background()
 	s, err := p.Acquire(ctx)
 	require.NoError(t, err)
-	require.ErrorIs(t, s.Send(65, nil), sealbuf.ErrBadLength)
-	require.ErrorIs(t, s.Send(-1, nil), sealbuf.ErrBadLength)
+	require.ErrorIs(t, s.Send(65, nil), pool.ErrBadLength)
+	require.ErrorIs(t, s.Send(-1, nil), pool.ErrBadLength)
 	require.Error(t, s.Send(1, make([]byte, p.MaxHeader()+1)))
 	require.NoError(t, s.Send(64, nil))
-	require.ErrorIs(t, s.Send(1, nil), sealbuf.ErrStaleGeneration, "sent twice")
-	require.ErrorIs(t, s.Discard(), sealbuf.ErrStaleGeneration, "discarded after send")
+	require.ErrorIs(t, s.Send(1, nil), pool.ErrStaleGeneration, "sent twice")
+	require.ErrorIs(t, s.Discard(), pool.ErrStaleGeneration, "discarded after send")
 
 	v, _, err := r.Receive(ctx, nil)
 	require.NoError(t, err)
 	require.NoError(t, v.Release())
-	require.ErrorIs(t, v.Release(), sealbuf.ErrDoubleRelease)
+	require.ErrorIs(t, v.Release(), pool.ErrDoubleRelease)
 
 	// A stale copy of a view whose slot moved on.
 	s2, err := p.Acquire(ctx)
@@ -369,18 +370,18 @@ func TestPoolLocalMisuse(t *testing.T) {
 	require.NoError(t, s2.Send(1, nil))
 	v2, _, err := r.Receive(ctx, nil)
 	require.NoError(t, err)
-	require.ErrorIs(t, v.Release(), sealbuf.ErrStaleGeneration)
+	require.ErrorIs(t, v.Release(), pool.ErrStaleGeneration)
 	require.NoError(t, v2.Release())
 
 	s3, err := p.Acquire(ctx)
 	require.NoError(t, err)
 	require.NoError(t, s3.Discard())
-	require.ErrorIs(t, s3.Discard(), sealbuf.ErrStaleGeneration)
+	require.ErrorIs(t, s3.Discard(), pool.ErrStaleGeneration)
 
-	var zs sealbuf.Slot
+	var zs pool.Slot
 	require.Nil(t, zs.Bytes())
 	require.Error(t, zs.Send(0, nil))
-	var zv sealbuf.View
+	var zv pool.View
 	require.Nil(t, zv.Bytes())
 	require.Error(t, zv.Release())
 
@@ -414,7 +415,7 @@ func TestPoolBackPressure(t *testing.T) {
 			}
 			require.Zero(t, p.Free())
 			_, err := p.TryAcquire()
-			require.ErrorIs(t, err, sealbuf.ErrPoolFull)
+			require.ErrorIs(t, err, pool.ErrFull)
 
 			tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 			start := time.Now()
@@ -581,9 +582,9 @@ func TestPoolNoLeaks(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	cycle := func(typ int) {
 		pc, cc := poolConns(t, typ)
-		p, err := sealbuf.NewPool(pc, 3, 5000, poolOpts(typ)...)
+		p, err := pool.New(pc, 3, 5000, poolOpts(typ)...)
 		require.NoError(t, err)
-		r, err := sealbuf.AcceptPool(cc)
+		r, err := pool.Accept(cc)
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		for i := range 5 {
@@ -784,17 +785,17 @@ func TestPoolAcceptRefuses(t *testing.T) {
 			return []*os.File{rawPoolMemfd(t, 2*pg, memfd.SealShrink|memfd.SealFutureWrite)}
 		}, sealbuf.ErrNotSealed},
 		{"a pipe", poolHello(1, 0, pg, pg), func(t *testing.T) []*os.File { return []*os.File{pipeR} }, memfd.ErrNotMemfd},
-		{"wrong size", poolHello(3, 0, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, 2*pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"no descriptor", poolHello(2, 0, pg, pg), func(t *testing.T) []*os.File { return nil }, sealbuf.ErrPoolProtocol},
+		{"wrong size", poolHello(3, 0, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, 2*pg, poolSeals)} }, pool.ErrProtocol},
+		{"no descriptor", poolHello(2, 0, pg, pg), func(t *testing.T) []*os.File { return nil }, pool.ErrProtocol},
 		{"two descriptors", poolHello(1, 0, pg, pg), func(t *testing.T) []*os.File {
 			return []*os.File{rawPoolMemfd(t, pg, poolSeals), rawPoolMemfd(t, pg, poolSeals)}
-		}, sealbuf.ErrPoolProtocol},
-		{"bad magic", append([]byte("xx"), poolHello(1, 0, pg, pg)[2:]...), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"long hello", append(poolHello(1, 0, pg, pg), 0), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"zero slots", poolHello(0, 0, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"stride below slot", poolHello(1, 0, 2*pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"huge", poolHello64(128, 0, 1<<31, 1<<40), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
-		{"huge header", poolHello(1, 1<<20, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, sealbuf.ErrPoolProtocol},
+		}, pool.ErrProtocol},
+		{"bad magic", append([]byte("xx"), poolHello(1, 0, pg, pg)[2:]...), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, pool.ErrProtocol},
+		{"long hello", append(poolHello(1, 0, pg, pg), 0), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, pool.ErrProtocol},
+		{"zero slots", poolHello(0, 0, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, pool.ErrProtocol},
+		{"stride below slot", poolHello(1, 0, 2*pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, pool.ErrProtocol},
+		{"huge", poolHello64(128, 0, 1<<31, 1<<40), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, pool.ErrProtocol},
+		{"huge header", poolHello(1, 1<<20, pg, pg), func(t *testing.T) []*os.File { return []*os.File{rawPoolMemfd(t, pg, poolSeals)} }, pool.ErrProtocol},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -802,7 +803,7 @@ func TestPoolAcceptRefuses(t *testing.T) {
 			files := tc.files(t)
 			fds := poolCountFDs(t)
 			require.NoError(t, pc.SendFiles(tc.hello, files...))
-			r, err := sealbuf.AcceptPool(cc)
+			r, err := pool.Accept(cc)
 			require.Nil(t, r)
 			require.ErrorIs(t, err, tc.want)
 			t.Log(err)
@@ -812,18 +813,18 @@ func TestPoolAcceptRefuses(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
 		require.NoError(t, pc.SendFiles(poolHello(2, 0, pg, pg), rawPoolMemfd(t, 2*pg, poolSeals)))
-		_, err := sealbuf.AcceptPool(cc, sealbuf.WithPoolMaxSize(int64(pg)))
+		_, err := pool.Accept(cc, pool.WithMaxSize(int64(pg)))
 		require.ErrorIs(t, err, sealbuf.ErrTooLarge)
 		a, b := poolSocketpair(t, unix.SOCK_SEQPACKET)
 		pc, cc = sealbuf.NewConn(a), sealbuf.NewConn(b, sealbuf.WithReceivePolicy(sealbuf.MaxSize(int64(pg))))
 		require.NoError(t, pc.SendFiles(poolHello(2, 0, pg, pg), rawPoolMemfd(t, 2*pg, poolSeals)))
-		_, err = sealbuf.AcceptPool(cc)
+		_, err = pool.Accept(cc)
 		require.ErrorIs(t, err, sealbuf.ErrTooLarge)
 	})
 	t.Run("accepted", func(t *testing.T) { // the same memfd, properly sealed, is fine
 		pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
 		require.NoError(t, pc.SendFiles(poolHello(2, 0, pg, pg), rawPoolMemfd(t, 2*pg, poolSeals)))
-		r, err := sealbuf.AcceptPool(cc)
+		r, err := pool.Accept(cc)
 		require.NoError(t, err)
 		require.NoError(t, r.Close())
 	})
@@ -831,11 +832,11 @@ func TestPoolAcceptRefuses(t *testing.T) {
 
 // hostileProducer is a raw producer: a properly sealed pool memfd, and the
 // other end of the consumer's Conn to write forged messages on.
-func hostileProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *sealbuf.PoolReader) {
+func hostileProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *pool.Reader) {
 	t.Helper()
 	pc, cc := poolConns(t, typ)
 	require.NoError(t, pc.SendFiles(poolHello(slots, 64, slotSize, page), rawPoolMemfd(t, slots*page, poolSeals)))
-	r, err := sealbuf.AcceptPool(cc)
+	r, err := pool.Accept(cc)
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	return pc, r
@@ -847,7 +848,7 @@ func TestPoolHostileProducer(t *testing.T) {
 			pc, r := hostileProducer(t, st.typ, 2, 100)
 			ctx := context.Background()
 			hdr := make([]byte, 64)
-			receive := func() (sealbuf.View, error) {
+			receive := func() (pool.View, error) {
 				v, _, err := r.Receive(ctx, hdr)
 				return v, err
 			}
@@ -856,37 +857,37 @@ func TestPoolHostileProducer(t *testing.T) {
 				t.Helper()
 				require.NoError(t, pc.Send(msg))
 				_, err := receive()
-				require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+				require.ErrorIs(t, err, pool.ErrProtocol)
 				require.ErrorIs(t, err, want)
 				t.Log(err)
 			}
-			refused(poolRecord('M', 2, 1, 1), sealbuf.ErrBadSlot)
-			refused(poolRecord('M', 1<<31, 1, 1), sealbuf.ErrBadSlot)
-			refused(poolRecord('M', 0, 1, 101), sealbuf.ErrBadLength)
+			refused(poolRecord('M', 2, 1, 1), pool.ErrBadSlot)
+			refused(poolRecord('M', 1<<31, 1, 1), pool.ErrBadSlot)
+			refused(poolRecord('M', 0, 1, 101), pool.ErrBadLength)
 			// The slot of a bad length is handed straight back.
 			hb := make([]byte, 64)
 			n, _, err := pc.Receive(hb)
 			require.NoError(t, err)
 			require.Equal(t, poolRecord('R', 0, 1, 0), hb[:n])
 
-			refused(poolRecord('M', 0, 1, 1), sealbuf.ErrStaleGeneration) // generation 1 was used
-			refused(poolRecord('R', 0, 2, 1), sealbuf.ErrPoolProtocol)    // wrong kind
-			refused([]byte("M\x01\x00\x00"+strings.Repeat("\x00", 12)), sealbuf.ErrPoolProtocol)
-			refused([]byte("short"), sealbuf.ErrPoolProtocol)
+			refused(poolRecord('M', 0, 1, 1), pool.ErrStaleGeneration) // generation 1 was used
+			refused(poolRecord('R', 0, 2, 1), pool.ErrProtocol)        // wrong kind
+			refused([]byte("M\x01\x00\x00"+strings.Repeat("\x00", 12)), pool.ErrProtocol)
+			refused([]byte("short"), pool.ErrProtocol)
 
 			require.NoError(t, pc.Send(poolRecord('M', 0, 2, 100)))
 			v, err := receive()
 			require.NoError(t, err)
 			require.Len(t, v.Bytes(), 100)
-			refused(poolRecord('M', 0, 3, 1), sealbuf.ErrSlotBusy) // we still hold slot 0
-			refused(poolRecord('M', 0, 2, 1), sealbuf.ErrSlotBusy)
+			refused(poolRecord('M', 0, 3, 1), pool.ErrSlotBusy) // we still hold slot 0
+			refused(poolRecord('M', 0, 2, 1), pool.ErrSlotBusy)
 
 			// Descriptors attached to a message are closed and refused.
 			extra := rawPoolMemfd(t, page, 0)
 			fds := poolCountFDs(t)
 			require.NoError(t, pc.SendFiles(poolRecord('M', 1, 1, 1), extra, extra))
 			_, err = receive()
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			require.Equal(t, fds, poolCountFDs(t))
 			n, _, err = pc.Receive(hb) // its slot came back
 			require.NoError(t, err)
@@ -921,7 +922,7 @@ func TestPoolHostileStreamFrames(t *testing.T) {
 		sent <- err
 	}()
 	_, _, err := r.Receive(ctx, nil)
-	require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+	require.ErrorIs(t, err, pool.ErrProtocol)
 	v, _, err := r.Receive(ctx, nil)
 	require.NoError(t, err, "the long frame was skipped")
 	require.NoError(t, v.Release())
@@ -930,22 +931,22 @@ func TestPoolHostileStreamFrames(t *testing.T) {
 	a, b := poolSocketpair(t, unix.SOCK_STREAM)
 	pc = sealbuf.NewConn(a)
 	require.NoError(t, pc.SendFiles(poolHello(1, 0, 10, page), rawPoolMemfd(t, page, poolSeals)))
-	r2, err := sealbuf.AcceptPool(sealbuf.NewConn(b))
+	r2, err := pool.Accept(sealbuf.NewConn(b))
 	require.NoError(t, err)
 	defer r2.Close()
 	_, err = a.Write([]byte("garbage!garbage!garbage!"))
 	require.NoError(t, err)
 	for range 2 {
 		_, _, err = r2.Receive(ctx, nil)
-		require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+		require.ErrorIs(t, err, pool.ErrProtocol)
 	}
 }
 
 // hostileConsumer accepts p's hello by hand and returns the raw Conn.
-func hostileConsumer(t *testing.T, typ, slots int) (*sealbuf.Pool, *sealbuf.Conn) {
+func hostileConsumer(t *testing.T, typ, slots int) (*pool.Writer, *sealbuf.Conn) {
 	t.Helper()
 	pc, cc := poolConns(t, typ)
-	p, err := sealbuf.NewPool(pc, slots, 64)
+	p, err := pool.New(pc, slots, 64)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 	hb := make([]byte, 64)
@@ -962,7 +963,7 @@ func TestPoolHostileConsumer(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			p, cc := hostileConsumer(t, st.typ, 2)
 			ctx := context.Background()
-			var sent []sealbuf.Slot
+			var sent []pool.Slot
 			for range 2 {
 				s, err := p.Acquire(ctx)
 				require.NoError(t, err)
@@ -977,24 +978,24 @@ func TestPoolHostileConsumer(t *testing.T) {
 				tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
 				_, err := p.Acquire(tctx)
-				require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+				require.ErrorIs(t, err, pool.ErrProtocol)
 				require.ErrorIs(t, err, want)
 				t.Log(err)
 				require.Zero(t, p.Free())
 			}
 			s0, s1 := sent[0], sent[1]
-			forged(poolRecord('R', 2, 1, 0), sealbuf.ErrBadSlot)
-			forged(poolRecord('R', 0xffffffff, 1, 0), sealbuf.ErrBadSlot)
-			forged(poolRecord('R', uint32(s0.Index()), s0.Generation()+1, 0), sealbuf.ErrStaleGeneration)
-			forged(poolRecord('R', uint32(s0.Index()), s0.Generation()-1, 0), sealbuf.ErrStaleGeneration)
-			forged(poolRecord('R', uint32(s0.Index()), s0.Generation(), 5), sealbuf.ErrPoolProtocol)
-			forged(poolRecord('M', uint32(s0.Index()), s0.Generation(), 0), sealbuf.ErrPoolProtocol)
-			forged([]byte("short"), sealbuf.ErrPoolProtocol)
+			forged(poolRecord('R', 2, 1, 0), pool.ErrBadSlot)
+			forged(poolRecord('R', 0xffffffff, 1, 0), pool.ErrBadSlot)
+			forged(poolRecord('R', uint32(s0.Index()), s0.Generation()+1, 0), pool.ErrStaleGeneration)
+			forged(poolRecord('R', uint32(s0.Index()), s0.Generation()-1, 0), pool.ErrStaleGeneration)
+			forged(poolRecord('R', uint32(s0.Index()), s0.Generation(), 5), pool.ErrProtocol)
+			forged(poolRecord('M', uint32(s0.Index()), s0.Generation(), 0), pool.ErrProtocol)
+			forged([]byte("short"), pool.ErrProtocol)
 			f := rawPoolMemfd(t, page, 0)
 			fds := poolCountFDs(t)
 			require.NoError(t, cc.SendFiles(poolRecord('R', 9, 9, 0), f))
 			_, err := p.Acquire(ctx)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			require.Equal(t, fds, poolCountFDs(t), "the attached descriptor is closed")
 
 			// A real release; then a release of the slot while the
@@ -1004,14 +1005,14 @@ func TestPoolHostileConsumer(t *testing.T) {
 			s, err := p.Acquire(ctx)
 			require.NoError(t, err)
 			require.Equal(t, s0.Index(), s.Index())
-			forged(poolRecord('R', idx0, s.Generation(), 0), sealbuf.ErrDoubleRelease)
-			forged(poolRecord('R', idx0, s0.Generation(), 0), sealbuf.ErrStaleGeneration)
+			forged(poolRecord('R', idx0, s.Generation(), 0), pool.ErrDoubleRelease)
+			forged(poolRecord('R', idx0, s0.Generation(), 0), pool.ErrStaleGeneration)
 
 			// The same release twice in a row.
 			require.NoError(t, cc.Send(poolRecord('R', idx1, s1.Generation(), 0)))
 			require.NoError(t, cc.Send(poolRecord('R', idx1, s1.Generation(), 0)))
 			_, err = p.Acquire(ctx)
-			require.ErrorIs(t, err, sealbuf.ErrDoubleRelease)
+			require.ErrorIs(t, err, pool.ErrDoubleRelease)
 			require.Equal(t, 1, p.Free(), "the first release counted")
 			s2, err := p.TryAcquire()
 			require.NoError(t, err)
@@ -1040,7 +1041,7 @@ func TestPoolProducerGoneMessagesFirst(t *testing.T) {
 			ctx := context.Background()
 			// Every slot acquired first: no later Acquire reads the
 			// release the consumer sends below.
-			var slots []sealbuf.Slot
+			var slots []pool.Slot
 			for range 3 {
 				s, err := p.Acquire(ctx)
 				require.NoError(t, err)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf_test
+package pool_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // The futex pool's ring, as the wire format (pool_ring.go, docs/pool.md)
@@ -109,27 +110,27 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 	defer pipeR.Close()
 	defer pipeW.Close()
 	hello := poolHelloRing(2, 64, pg, pg)
-	pool := func(t *testing.T) *os.File { return rawPoolMemfd(t, 2*pg, poolSeals) }
+	slots := func(t *testing.T) *os.File { return rawPoolMemfd(t, 2*pg, poolSeals) }
 	cases := []struct {
 		name  string
 		files func(t *testing.T) []*os.File
 		want  error
 	}{
-		{"no ring", func(t *testing.T) []*os.File { return []*os.File{pool(t)} }, sealbuf.ErrPoolProtocol},
+		{"no ring", func(t *testing.T) []*os.File { return []*os.File{slots(t)} }, pool.ErrProtocol},
 		{"three descriptors", func(t *testing.T) []*os.File {
-			return []*os.File{pool(t), rawRingMemfd(t, 2, 64, ringSeals), rawRingMemfd(t, 2, 64, ringSeals)}
-		}, sealbuf.ErrPoolProtocol},
-		{"ring is a pipe", func(t *testing.T) []*os.File { return []*os.File{pool(t), pipeR} }, memfd.ErrNotMemfd},
-		{"ring not sealed", func(t *testing.T) []*os.File { return []*os.File{pool(t), rawRingMemfd(t, 2, 64, 0)} }, sealbuf.ErrNotSealed},
+			return []*os.File{slots(t), rawRingMemfd(t, 2, 64, ringSeals), rawRingMemfd(t, 2, 64, ringSeals)}
+		}, pool.ErrProtocol},
+		{"ring is a pipe", func(t *testing.T) []*os.File { return []*os.File{slots(t), pipeR} }, memfd.ErrNotMemfd},
+		{"ring not sealed", func(t *testing.T) []*os.File { return []*os.File{slots(t), rawRingMemfd(t, 2, 64, 0)} }, sealbuf.ErrNotSealed},
 		{"ring can shrink", func(t *testing.T) []*os.File {
-			return []*os.File{pool(t), rawRingMemfd(t, 2, 64, memfd.SealGrow)}
+			return []*os.File{slots(t), rawRingMemfd(t, 2, 64, memfd.SealGrow)}
 		}, sealbuf.ErrNotSealed},
 		{"ring sealed against writes", func(t *testing.T) []*os.File {
-			return []*os.File{pool(t), rawRingMemfd(t, 2, 64, memfd.SealShrink|memfd.SealGrow|memfd.SealFutureWrite)}
-		}, sealbuf.ErrPoolProtocol},
-		{"ring too small", func(t *testing.T) []*os.File { return []*os.File{pool(t), rawPoolMemfd(t, page/2, ringSeals)} }, sealbuf.ErrPoolProtocol},
-		{"ring too large", func(t *testing.T) []*os.File { return []*os.File{pool(t), rawRingMemfd(t, 2, 4096, ringSeals)} }, sealbuf.ErrPoolProtocol},
-		{"the pool as its own ring", func(t *testing.T) []*os.File { p := pool(t); return []*os.File{p, p} }, sealbuf.ErrPoolProtocol},
+			return []*os.File{slots(t), rawRingMemfd(t, 2, 64, memfd.SealShrink|memfd.SealGrow|memfd.SealFutureWrite)}
+		}, pool.ErrProtocol},
+		{"ring too small", func(t *testing.T) []*os.File { return []*os.File{slots(t), rawPoolMemfd(t, page/2, ringSeals)} }, pool.ErrProtocol},
+		{"ring too large", func(t *testing.T) []*os.File { return []*os.File{slots(t), rawRingMemfd(t, 2, 4096, ringSeals)} }, pool.ErrProtocol},
+		{"the pool as its own ring", func(t *testing.T) []*os.File { p := slots(t); return []*os.File{p, p} }, pool.ErrProtocol},
 		{"pool not sealed", func(t *testing.T) []*os.File {
 			return []*os.File{rawPoolMemfd(t, 2*pg, 0), rawRingMemfd(t, 2, 64, ringSeals)}
 		}, sealbuf.ErrNotSealed},
@@ -140,7 +141,7 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 			files := tc.files(t)
 			fds, maps := poolCountFDs(t), poolCountMaps(t)
 			require.NoError(t, pc.SendFiles(hello, files...))
-			r, err := sealbuf.AcceptPool(cc)
+			r, err := pool.Accept(cc)
 			require.True(t, r == nil)
 			require.ErrorIs(t, err, tc.want)
 			t.Log(err)
@@ -150,8 +151,8 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 	}
 	t.Run("accepted", func(t *testing.T) {
 		pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
-		require.NoError(t, pc.SendFiles(hello, pool(t), rawRingMemfd(t, 2, 64, ringSeals)))
-		r, err := sealbuf.AcceptPool(cc)
+		require.NoError(t, pc.SendFiles(hello, slots(t), rawRingMemfd(t, 2, 64, ringSeals)))
+		r, err := pool.Accept(cc)
 		require.NoError(t, err)
 		require.True(t, r.Futex())
 		require.NoError(t, r.Close())
@@ -161,7 +162,7 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 // hostileRingProducer is a raw producer of a futex pool: a properly sealed
 // pool memfd and ring, the ring mapped writable, and the other end of the
 // consumer's Conn.
-func hostileRingProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *rawRing, *sealbuf.PoolReader) {
+func hostileRingProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *rawRing, *pool.Reader) {
 	t.Helper()
 	a, b := poolSocketpair(t, typ)
 	return hostileRingProducerOn(t, a, b, slots, slotSize)
@@ -169,13 +170,13 @@ func hostileRingProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn,
 
 // hostileRingProducerOn is hostileRingProducer on a given socket pair: a
 // is the producer's end, b the consumer's.
-func hostileRingProducerOn(t *testing.T, a, b *net.UnixConn, slots, slotSize int, opts ...sealbuf.ConnOption) (*sealbuf.Conn, *rawRing, *sealbuf.PoolReader) {
+func hostileRingProducerOn(t *testing.T, a, b *net.UnixConn, slots, slotSize int, opts ...sealbuf.ConnOption) (*sealbuf.Conn, *rawRing, *pool.Reader) {
 	t.Helper()
 	pc, cc := sealbuf.NewConn(a), sealbuf.NewConn(b, opts...)
 	ringFile := rawRingMemfd(t, slots, 64, ringSeals)
 	ring := mapRawRing(t, ringFile, slots, 64)
 	require.NoError(t, pc.SendFiles(poolHelloRing(slots, 64, slotSize, page), rawPoolMemfd(t, slots*page, poolSeals), ringFile))
-	r, err := sealbuf.AcceptPool(cc)
+	r, err := pool.Accept(cc)
 	require.NoError(t, err)
 	require.True(t, r.Futex())
 	t.Cleanup(func() { r.Close() })
@@ -201,27 +202,27 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 				t.Helper()
 				ring.message(rec, hlen, "")
 				_, _, err := r.Receive(ctx, hdr)
-				require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+				require.ErrorIs(t, err, pool.ErrProtocol)
 				require.ErrorIs(t, err, want)
 				t.Log(err)
 			}
-			refused(poolRecord('M', slots, 1, 1), 0, sealbuf.ErrBadSlot)
-			refused(poolRecord('M', 1<<31, 1, 1), 0, sealbuf.ErrBadSlot)
-			refused(poolRecord('M', 0, 1, 101), 0, sealbuf.ErrBadLength)
+			refused(poolRecord('M', slots, 1, 1), 0, pool.ErrBadSlot)
+			refused(poolRecord('M', 1<<31, 1, 1), 0, pool.ErrBadSlot)
+			refused(poolRecord('M', 0, 1, 101), 0, pool.ErrBadLength)
 			handedBack(0, 1)
-			refused(poolRecord('M', 0, 1, 1), 0, sealbuf.ErrStaleGeneration)
-			refused(poolRecord('R', 0, 2, 1), 0, sealbuf.ErrPoolProtocol)
-			refused([]byte("M\x01\x00\x00"+string(make([]byte, 12))), 0, sealbuf.ErrPoolProtocol)
-			refused(poolRecord('M', 1, 1, 1), 65, sealbuf.ErrPoolProtocol) // header past the announced 64
+			refused(poolRecord('M', 0, 1, 1), 0, pool.ErrStaleGeneration)
+			refused(poolRecord('R', 0, 2, 1), 0, pool.ErrProtocol)
+			refused([]byte("M\x01\x00\x00"+string(make([]byte, 12))), 0, pool.ErrProtocol)
+			refused(poolRecord('M', 1, 1, 1), 65, pool.ErrProtocol) // header past the announced 64
 			handedBack(1, 1)
-			refused(poolRecord('M', 1, 2, 1), 1<<31, sealbuf.ErrPoolProtocol)
+			refused(poolRecord('M', 1, 2, 1), 1<<31, pool.ErrProtocol)
 			handedBack(1, 2)
 
 			// A head that runs ahead of what the ring can hold.
 			ring.pub += slots + 3
 			ring.word(ringMsgHead).Store(ring.pub)
 			_, _, err := r.Receive(ctx, hdr)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			t.Log(err)
 
 			// A good message, with its header, and its release.
@@ -230,7 +231,7 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "hdr", string(hdr[:hn]))
 			require.Len(t, v.Bytes(), 100)
-			refused(poolRecord('M', 0, 6, 1), 0, sealbuf.ErrSlotBusy)
+			refused(poolRecord('M', 0, 6, 1), 0, pool.ErrSlotBusy)
 			require.NoError(t, v.Release())
 			handedBack(0, 5)
 
@@ -251,12 +252,12 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 			// are closed.
 			require.NoError(t, pc.Send(poolRecord('M', 0, 8, 1)))
 			_, _, err = r.Receive(ctx, hdr)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			extra := rawPoolMemfd(t, page, 0)
 			fds := poolCountFDs(t)
 			require.NoError(t, pc.SendFiles(poolRecord('W', 0, 0, 0), extra))
 			_, _, err = r.Receive(ctx, hdr)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			require.Equal(t, fds, poolCountFDs(t))
 
 			// Messages published before the hang-up come first, then io.EOF.
@@ -274,10 +275,10 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 
 // hostileRingConsumer accepts a futex pool's hello by hand, maps its ring
 // and returns the raw Conn.
-func hostileRingConsumer(t *testing.T, typ, slots int) (*sealbuf.Pool, *rawRing, *sealbuf.Conn) {
+func hostileRingConsumer(t *testing.T, typ, slots int) (*pool.Writer, *rawRing, *sealbuf.Conn) {
 	t.Helper()
 	pc, cc := poolConns(t, typ)
-	p, err := sealbuf.NewPool(pc, slots, 64, sealbuf.WithPoolFutex(), sealbuf.WithPoolMaxHeader(64))
+	p, err := pool.New(pc, slots, 64, pool.WithFutex(), pool.WithMaxHeader(64))
 	require.NoError(t, err)
 	require.True(t, p.Futex())
 	t.Cleanup(func() { p.Close() })
@@ -300,7 +301,7 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 			p, ring, cc := hostileRingConsumer(t, st.typ, slots)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			var sent []sealbuf.Slot
+			var sent []pool.Slot
 			for i := range slots {
 				s, err := p.Acquire(ctx)
 				require.NoError(t, err)
@@ -314,42 +315,42 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 				t.Helper()
 				ring.release(rec)
 				_, err := p.Acquire(ctx)
-				require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+				require.ErrorIs(t, err, pool.ErrProtocol)
 				require.ErrorIs(t, err, want)
 				t.Log(err)
 				require.Zero(t, p.Free())
 			}
-			forged(poolRecord('R', slots, 1, 0), sealbuf.ErrBadSlot)
-			forged(poolRecord('R', idx0, s0.Generation()+1, 0), sealbuf.ErrStaleGeneration)
-			forged(poolRecord('R', idx0, s0.Generation(), 5), sealbuf.ErrPoolProtocol)
-			forged(poolRecord('M', idx0, s0.Generation(), 0), sealbuf.ErrPoolProtocol)
+			forged(poolRecord('R', slots, 1, 0), pool.ErrBadSlot)
+			forged(poolRecord('R', idx0, s0.Generation()+1, 0), pool.ErrStaleGeneration)
+			forged(poolRecord('R', idx0, s0.Generation(), 5), pool.ErrProtocol)
+			forged(poolRecord('M', idx0, s0.Generation(), 0), pool.ErrProtocol)
 
 			// A head that runs ahead of the ring.
 			ring.pub += slots + 1
 			ring.word(ringRelHead).Store(ring.pub)
 			_, err := p.Acquire(ctx)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 
 			// Garbage on the socket; a descriptor on the socket (closed).
 			require.NoError(t, cc.Send(poolRecord('R', idx0, s0.Generation(), 0)))
 			_, err = p.Acquire(ctx)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			extra := rawPoolMemfd(t, page, 0)
 			fds := poolCountFDs(t)
 			require.NoError(t, cc.SendFiles(poolRecord('W', 0, 0, 0), extra))
 			_, err = p.Acquire(ctx)
-			require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+			require.ErrorIs(t, err, pool.ErrProtocol)
 			require.Equal(t, fds, poolCountFDs(t))
 
 			// A real release, then the same again (a double release).
 			ring.release(poolRecord('R', idx0, s0.Generation(), 0))
 			s, err := p.Acquire(ctx)
 			require.NoError(t, err)
-			forged(poolRecord('R', idx0, s0.Generation(), 0), sealbuf.ErrStaleGeneration)
+			forged(poolRecord('R', idx0, s0.Generation(), 0), pool.ErrStaleGeneration)
 			require.NoError(t, s.Discard())
 			s, err = p.Acquire(ctx)
 			require.NoError(t, err)
-			forged(poolRecord('R', idx0, s.Generation(), 0), sealbuf.ErrDoubleRelease) // acquired, not sent
+			forged(poolRecord('R', idx0, s.Generation(), 0), pool.ErrDoubleRelease) // acquired, not sent
 
 			// A producer that waits parks on the socket after its futex
 			// wait; a release alone does not wake it there, the wake-up
@@ -498,9 +499,9 @@ func requireDone(t *testing.T, done <-chan error, d time.Duration, what string) 
 // result comes on got): once its state word reads 2 and its read is
 // blocked on the socket, what publish writes into the ring alone does not
 // end the wait; a wake-up record from peer does.
-func requireWakeRecord(t *testing.T, state *atomic.Uint32, pool any, got <-chan error, publish func(), peer *sealbuf.Conn) {
+func requireWakeRecord(t *testing.T, state *atomic.Uint32, side any, got <-chan error, publish func(), peer *sealbuf.Conn) {
 	t.Helper()
-	require.Eventually(t, func() bool { return state.Load() == 2 && sealbuf.PoolBlocked(pool) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return state.Load() == 2 && pool.Blocked(side) }, 5*time.Second, time.Millisecond)
 	publish()
 	time.Sleep(20 * time.Millisecond)
 	select {
@@ -523,7 +524,7 @@ func TestPoolFutexBrokenStream(t *testing.T) {
 	_, err := a.Write([]byte("garbage!garbage!garbage!"))
 	require.NoError(t, err)
 	_, _, err = r.Receive(ctx, nil)
-	require.ErrorIs(t, err, sealbuf.ErrPoolProtocol)
+	require.ErrorIs(t, err, pool.ErrProtocol)
 	require.NoError(t, pc.Close())
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -539,7 +540,7 @@ func TestPoolFutexBrokenStream(t *testing.T) {
 // on the socket.
 func TestPoolFutexWokenWithNothingNew(t *testing.T) {
 	a, b := poolSocketpair(t, unix.SOCK_SEQPACKET)
-	pc, ring, r := hostileRingProducerOn(t, a, b, 1, 100, sealbuf.WithBlockingWait(sealbuf.MaxBlockingWait))
+	pc, ring, r := hostileRingProducerOn(t, a, b, 1, 100, sealbuf.WithWait(sealbuf.Wait{Kernel: sealbuf.MaxWait}))
 	got := make(chan error, 1)
 	go func() {
 		_, _, err := r.Receive(context.Background(), nil)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf_test
+package pool_test
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // The pool's child processes are this test binary run again with
@@ -113,7 +114,7 @@ func poolChildConsume(sock *os.File, _ string) error {
 	if err != nil {
 		return err
 	}
-	r, err := sealbuf.AcceptPool(c)
+	r, err := pool.Accept(c)
 	if err != nil {
 		c.Close()
 		return err
@@ -157,7 +158,7 @@ func poolChildDieHolding(sock *os.File, arg string) error {
 	if err != nil {
 		return err
 	}
-	r, err := sealbuf.AcceptPool(c)
+	r, err := pool.Accept(c)
 	if err != nil {
 		return err
 	}
@@ -181,7 +182,7 @@ func poolChildProduceDie(sock *os.File, arg string) error {
 	if err != nil {
 		return err
 	}
-	p, err := sealbuf.NewPool(c, 4, 64, poolOpts(typ)...)
+	p, err := pool.New(c, 4, 64, poolOpts(typ)...)
 	if err != nil {
 		return err
 	}
@@ -206,7 +207,7 @@ func poolChildBenchPool(sock *os.File, _ string) error {
 	if err != nil {
 		return err
 	}
-	r, err := sealbuf.AcceptPool(c)
+	r, err := pool.Accept(c)
 	if err != nil {
 		return err
 	}

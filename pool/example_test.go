@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf_test
+package pool_test
 
 import (
 	"context"
@@ -14,19 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // A producer that keeps writing: the pool's memfd is handed over once,
 // then every message is a copy into a slot and a 16-byte notification.
 // Producer and consumer would normally be two processes; here they are two
 // goroutines on the two ends of a socketpair.
-func ExampleNewPool() {
+func ExampleNew() {
 	producerEnd, consumerEnd := examplePoolSocketpair()
 
 	done := make(chan struct{})
 	go func() { // the consumer
 		defer close(done)
-		r, err := sealbuf.AcceptPool(sealbuf.NewConn(consumerEnd), sealbuf.WithPoolMaxSize(64<<20))
+		r, err := pool.Accept(sealbuf.NewConn(consumerEnd), pool.WithMaxSize(64<<20))
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -48,13 +49,13 @@ func ExampleNewPool() {
 		}
 	}()
 
-	pool, err := sealbuf.NewPool(sealbuf.NewConn(producerEnd), 4, 1<<20)
+	w, err := pool.New(sealbuf.NewConn(producerEnd), 4, 1<<20)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	for i, frame := range []string{"first", "second", "third"} {
-		slot, err := pool.Acquire(context.Background()) // waits while all 4 slots are in use
+		slot, err := w.Acquire(context.Background()) // waits while all 4 slots are in use
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -65,7 +66,7 @@ func ExampleNewPool() {
 			return
 		}
 	}
-	pool.Close() // the consumer reads what was sent, then io.EOF
+	w.Close() // the consumer reads what was sent, then io.EOF
 	<-done
 	// Output:
 	// frame 0: "first"
@@ -75,17 +76,18 @@ func ExampleNewPool() {
 
 // A futex pool, for latency: records travel through a ring in a second
 // shared memfd, and a side that waits is woken by futex(2); the consumer
-// follows the producer's hello. With WithBlockingWait on both Conns a
-// waiting side stays in the kernel for up to that long before it parks in
-// Go's netpoller (it keeps its thread meanwhile: use it between processes
-// that answer at once).
-func ExampleWithPoolFutex() {
+// follows the producer's hello. With a Wait on both Conns a waiting side
+// spins, then stays in the kernel, before it parks in Go's netpoller (it
+// keeps its thread meanwhile: use it between processes that answer at
+// once).
+func ExampleWithFutex() {
+	wait := sealbuf.WithWait(sealbuf.Wait{Spin: 20 * time.Microsecond, Kernel: time.Millisecond})
 	producerEnd, consumerEnd := examplePoolSocketpair()
 
 	done := make(chan struct{})
 	go func() { // the consumer
 		defer close(done)
-		r, err := sealbuf.AcceptPool(sealbuf.NewConn(consumerEnd, sealbuf.WithBlockingWait(time.Millisecond)))
+		r, err := pool.Accept(sealbuf.NewConn(consumerEnd, wait))
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -106,13 +108,13 @@ func ExampleWithPoolFutex() {
 		}
 	}()
 
-	pool, err := sealbuf.NewPool(sealbuf.NewConn(producerEnd, sealbuf.WithBlockingWait(time.Millisecond)), 2, 4096, sealbuf.WithPoolFutex())
+	w, err := pool.New(sealbuf.NewConn(producerEnd, wait), 2, 4096, pool.WithFutex())
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	for _, frame := range []string{"ping", "pong"} {
-		slot, err := pool.Acquire(context.Background())
+		slot, err := w.Acquire(context.Background())
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -122,7 +124,7 @@ func ExampleWithPoolFutex() {
 			return
 		}
 	}
-	pool.Close()
+	w.Close()
 	<-done
 	// Output:
 	// futex pool: true

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf_test
+package pool_test
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // BenchmarkPool measures one message handed from this process to a
@@ -53,7 +53,7 @@ func BenchmarkPool(b *testing.B) {
 		run  func(b *testing.B, src []byte)
 	}{
 		{"pool", func(b *testing.B, src []byte) { benchPool(b, src) }},
-		{"pool-futex", func(b *testing.B, src []byte) { benchPool(b, src, sealbuf.WithPoolFutex()) }},
+		{"pool-futex", func(b *testing.B, src []byte) { benchPool(b, src, pool.WithFutex()) }},
 		{"pool-floor", benchPoolFloor},
 		{"socket", benchPoolSocket},
 		{"memcpy", benchPoolMemcpy},
@@ -79,10 +79,10 @@ func BenchmarkPool(b *testing.B) {
 // ones a slot being filled while others are read.
 func poolBenchSlots(size int) int { return max(4, min(64, (1<<20)/size)) }
 
-func benchPool(b *testing.B, src []byte, opts ...sealbuf.PoolOption) {
+func benchPool(b *testing.B, src []byte, opts ...pool.Option) {
 	sock, cmd := startPoolChild(b, "bench-pool", "", unix.SOCK_SEQPACKET)
 	slots := poolBenchSlots(len(src))
-	p, err := sealbuf.NewPool(poolConnOf(b, sock), slots, len(src), opts...)
+	p, err := pool.New(poolConnOf(b, sock), slots, len(src), opts...)
 	require.NoError(b, err)
 	ctx := context.Background()
 	send := func() {
@@ -96,7 +96,7 @@ func benchPool(b *testing.B, src []byte, opts ...sealbuf.PoolOption) {
 		}
 	}
 	drain := func() {
-		held := make([]sealbuf.Slot, slots)
+		held := make([]pool.Slot, slots)
 		for i := range held {
 			var err error
 			held[i], err = p.Acquire(ctx)
@@ -199,7 +199,7 @@ func benchSocketDone(b *testing.B, sock *os.File, cmd *poolChild) {
 func benchPoolMemcpy(b *testing.B, src []byte) {
 	pc, _ := poolConns(b, unix.SOCK_SEQPACKET)
 	slots := poolBenchSlots(len(src))
-	p, err := sealbuf.NewPool(pc, slots, len(src))
+	p, err := pool.New(pc, slots, len(src))
 	require.NoError(b, err)
 	defer p.Close()
 	mem := make([][]byte, slots)

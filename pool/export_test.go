@@ -1,32 +1,30 @@
 //go:build linux
 
-package sealbuf
+package pool
 
 import "time"
 
-// SetPoolHoldBack sets how long a consumer holds releases back, for tests
+// SetHoldBack sets how long a consumer holds releases back, for tests
 // that need a release to stay held (or to go quickly), and returns a
 // function restoring the previous value.
-func SetPoolHoldBack(d time.Duration) (restore func()) {
+func SetHoldBack(d time.Duration) (restore func()) {
 	old := poolHoldBack
 	poolHoldBack = d
 	return func() { poolHoldBack = old }
 }
 
-// PoolBlocked reports whether a *Pool or *PoolReader has a read blocked on
+// Blocked reports whether a *Writer or *Reader has a read blocked on
 // its socket (past its last look at a futex pool's ring): only a socket
 // event wakes it now.
-func PoolBlocked(v any) bool {
-	var l *poolLink
+func Blocked(v any) bool {
+	var l *link
 	switch x := v.(type) {
-	case *Pool:
+	case *Writer:
 		l = x.link
-	case *PoolReader:
+	case *Reader:
 		l = x.link
 	default:
 		panic("PoolBlocked: not a pool")
 	}
-	l.w.mu.Lock()
-	defer l.w.mu.Unlock()
-	return l.w.blocked
+	return l.c.ReadBlocked()
 }

@@ -1,4 +1,4 @@
-package scm
+package wire
 
 import (
 	"encoding/binary"

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf
+package pool
 
 import (
 	"context"
@@ -11,8 +11,12 @@ import (
 	"os"
 	"sync"
 
-	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/mmap"
+	"github.com/sealbuf/sealbuf/internal/wire"
+	"github.com/sealbuf/sealbuf/memfd"
 )
 
 // Pool is the producer side of a pool of reusable shared slots: the
@@ -20,7 +24,7 @@ import (
 // sealed buffer per message (New, Seal, Send) would cost more than the
 // copy itself.
 //
-// NewPool makes one memfd of Slots fixed-size slots, maps it writable once,
+// New makes one memfd of Slots fixed-size slots, maps it writable once,
 // seals it against shrinking and growing (so no side can ever make the
 // other fault) and then with future_write (so the consumer can only ever
 // map it read-only), and hands its descriptor to the consumer once. After
@@ -30,7 +34,7 @@ import (
 //	n := copy(slot.Bytes(), frame)
 //	err = slot.Send(n, header)           // the consumer gets a read-only View
 //
-// The consumer (AcceptPool, PoolReader) reads the slot in place and
+// The consumer (Accept, Reader) reads the slot in place and
 // releases it; the release travels back over the same Conn, and only then
 // does Acquire hand the slot out again. If the consumer hangs up or dies,
 // every slot comes back: Acquire, TryAcquire and Send then fail with an
@@ -53,8 +57,8 @@ import (
 // directly, and leave its read deadline to the Pool). It is safe for
 // concurrent use: any number of goroutines may Acquire and Send. Steady
 // state (Acquire, Send, the reading of releases) allocates nothing.
-type Pool struct {
-	link  *poolLink
+type Writer struct {
+	link  *link
 	file  *memfd.File
 	mem   []byte
 	hello poolHello
@@ -84,107 +88,44 @@ const (
 	slotSent
 )
 
-// PoolOption configures NewPool or AcceptPool.
-type PoolOption func(*poolOptions)
-
-type poolOptions struct {
-	name      string
-	maxHeader int
-	maxSize   int64
-	futex     bool
-}
-
-// WithPoolName names the pool's memfd (NewPool; default "sealbuf-pool").
-func WithPoolName(name string) PoolOption { return func(o *poolOptions) { o.name = name } }
-
-// WithPoolMaxHeader sets the largest header Send accepts (NewPool; default
-// 4 KiB, at most PoolMaxHeader). The consumer learns it from the hello:
-// PoolReader.MaxHeader.
-func WithPoolMaxHeader(n int) PoolOption { return func(o *poolOptions) { o.maxHeader = n } }
-
-// WithPoolMaxSize makes AcceptPool refuse pools larger than n bytes in all
-// (slots × stride) with ErrTooLarge. A MaxSize in the Conn's receive policy
-// applies as well. Set one of them when the producer is not yours.
-func WithPoolMaxSize(n int64) PoolOption { return func(o *poolOptions) { o.maxSize = n } }
-
-// WithPoolFutex makes NewPool build a futex pool: messages and releases
-// travel through a second shared memfd, a ring beside the slots, instead
-// of the socket, and a side that waits is woken by futex(2). The socket
-// then carries the hello, a wake-up record for a side that has waited
-// longer than the futex wait, and the hang-up. The consumer's AcceptPool
-// follows the hello's lead (a sealbuf of this version or later is
-// needed on both sides).
-//
-// What it buys: a message no longer costs a system call on each side, only
-// a futex wake-up when the peer waits. Measured on a 2-core VM, both
-// processes on one CPU, ping-pong, one interleaved run (docs/bench.md):
-// 9.2 µs per 4 KiB message against 15.9 µs with records over the socket
-// and 10.3 µs for the raw socket floor; 14.5 against 20.0 and 13.7 µs at
-// 64 KiB.
-//
-// How a side waits: in futex(2) for the Conn's WithBlockingWait, or 1 ms
-// when it has none (as an ordinary blocking system call: after 20 µs the
-// runtime gives the P to other goroutines), then parked on the socket in
-// Go's netpoller. While it waits in futex(2), a cancelled context, a
-// deadline and the peer's death are noticed up to that long late;
-// Discard, Close and a peer's Close wake it at once.
-//
-// What changes: Release never holds records back (a release costs no
-// system call unless the producer waits), so Flush does nothing. Send
-// fails only before the record is published (Close) or when the
-// consumer's wake-up fails: then the error says so, matches io.EOF if the
-// consumer is gone, and the slot stays sent (the consumer may read it). The
-// trust model is the pool's: every record the peer writes into the ring is
-// copied once and checked like a socket record, and a head that runs more
-// than Slots entries ahead fails with ErrPoolProtocol; the ring is sealed
-// against resizing, so neither side can make the other fault.
-func WithPoolFutex() PoolOption { return func(o *poolOptions) { o.futex = true } }
-
-func newPoolOptions(opts []PoolOption) poolOptions {
-	o := poolOptions{name: "sealbuf-pool", maxHeader: poolDefaultHeader, maxSize: noLimit}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
-
-// poolSeals are the seals every pool carries, and that AcceptPool requires:
+// poolSeals are the seals every pool carries, and that Accept requires:
 // a fixed size, and no new writable mapping or write.
 const poolSeals = memfd.SealShrink | memfd.SealGrow | memfd.SealFutureWrite
 
-// NewPool creates a pool of slots slots of slotSize bytes each (each slot
+// New creates a pool of slots slots of slotSize bytes each (each slot
 // starts on a page boundary), and sends its descriptor over c: the peer
-// must call AcceptPool. The memfd is sized once, sealed shrink|grow, mapped
+// must call Accept. The memfd is sized once, sealed shrink|grow, mapped
 // writable (and populated), then sealed future_write|seal, so the consumer
 // can only map it read-only and nobody can resize it.
 //
 // On success the Pool owns c: Close the Pool, not c. On error c stays the
 // caller's (it may have carried the hello already).
-func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
-	o := newPoolOptions(opts)
+func New(c *sealbuf.Conn, slots, slotSize int, opts ...Option) (*Writer, error) {
+	o := newOptions(opts)
+	w, _, err := transport(c)
 	switch {
-	case c == nil:
-		return nil, errors.New("sealbuf: new pool: nil Conn")
-	case slots < 1 || slots > PoolMaxSlots:
-		return nil, fmt.Errorf("sealbuf: new pool: %d slots, want 1 to %d", slots, PoolMaxSlots)
-	case slotSize < 1 || int64(slotSize) > PoolMaxSlotSize:
-		return nil, fmt.Errorf("sealbuf: new pool: %d-byte slots, want 1 to %d", slotSize, int64(PoolMaxSlotSize))
-	case slotSize > math.MaxInt-pageSize: // 32-bit ports: the stride would overflow
-		return nil, fmt.Errorf("sealbuf: new pool: %d-byte slots, more than can be mapped: %w", slotSize, ErrTooLarge)
-	case o.maxHeader < 0 || o.maxHeader > PoolMaxHeader:
-		return nil, fmt.Errorf("sealbuf: new pool: %d-byte header limit, want 0 to %d", o.maxHeader, PoolMaxHeader)
+	case err != nil:
+		return nil, fmt.Errorf("pool: new: %w", err)
+	case slots < 1 || slots > MaxSlots:
+		return nil, fmt.Errorf("pool: new: %d slots, want 1 to %d", slots, MaxSlots)
+	case slotSize < 1 || int64(slotSize) > MaxSlotSize:
+		return nil, fmt.Errorf("pool: new: %d-byte slots, want 1 to %d", slotSize, int64(MaxSlotSize))
+	case slotSize > math.MaxInt-mmap.PageSize: // 32-bit ports: the stride would overflow
+		return nil, fmt.Errorf("pool: new: %d-byte slots, more than can be mapped: %w", slotSize, sealbuf.ErrTooLarge)
+	case o.maxHeader < 0 || o.maxHeader > MaxHeader:
+		return nil, fmt.Errorf("pool: new: %d-byte header limit, want 0 to %d", o.maxHeader, MaxHeader)
 	}
-	h := poolHello{slots: slots, slotSize: slotSize, stride: pageUp(slotSize), maxHeader: o.maxHeader, ring: o.futex}
+	h := poolHello{slots: slots, slotSize: slotSize, stride: mmap.PageUp(slotSize), maxHeader: o.maxHeader, ring: o.futex}
 	total := int64(h.slots) * int64(h.stride)
-	if total > maxMappable || total > math.MaxInt {
-		return nil, fmt.Errorf("sealbuf: new pool: %d bytes in all, more than can be mapped: %w", total, ErrTooLarge)
+	if total > mmap.MaxMappable || total > math.MaxInt {
+		return nil, fmt.Errorf("pool: new: %d bytes in all, more than can be mapped: %w", total, sealbuf.ErrTooLarge)
 	}
 	size := int(total)
 	file, mem, seals, err := newPoolMemfd(o.name, size)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{
+	p := &Writer{
 		file: file, mem: mem, hello: h, seals: seals,
 		slot:    make([]poolSlot, slots),
 		free:    make([]uint32, 0, slots),
@@ -201,27 +142,25 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 	if o.futex {
 		var rfile *memfd.File
 		if rfile, ring, err = newRingMemfd(o.name, slots, o.maxHeader); err != nil {
-			unmap(mem)
+			mmap.Unmap(mem)
 			file.Close()
 			return nil, err
 		}
 		defer rfile.Close() // the consumer gets its own; our mapping stays
 		files = append(files, rfile)
 	}
-	if p.link, err = newPoolLink(c, poolMaxBatch*poolRecordLen); err == nil {
-		if ring != nil {
-			p.link.ringSetup(ring, p.drainFn)
-		}
-		var hb [poolHelloLen]byte
-		err = c.send(h.append(hb[:0]), sendItems{pool: files})
+	p.link = newLink(w, poolMaxBatch*poolRecordLen)
+	if ring != nil {
+		p.link.ringSetup(ring, p.drainFn)
 	}
-	if err != nil {
-		unmap(mem)
+	var hb [poolHelloLen]byte
+	if err = sendHello(w, h.append(hb[:0]), files); err != nil {
+		mmap.Unmap(mem)
 		file.Close()
 		if ring != nil {
 			ring.unmap()
 		}
-		return nil, fmt.Errorf("sealbuf: new pool: sending its descriptor: %w", err)
+		return nil, fmt.Errorf("pool: new: sending its descriptor: %w", err)
 	}
 	return p, nil
 }
@@ -231,7 +170,7 @@ func NewPool(c *Conn, slots, slotSize int, opts ...PoolOption) (*Pool, error) {
 func newPoolMemfd(name string, size int) (*memfd.File, []byte, memfd.Seals, error) {
 	file, err := memfd.Create(name)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("sealbuf: new pool: %w", err)
+		return nil, nil, 0, fmt.Errorf("pool: new: %w", err)
 	}
 	var mem []byte
 	seals, err := func() (memfd.Seals, error) {
@@ -242,7 +181,7 @@ func newPoolMemfd(name string, size int) (*memfd.File, []byte, memfd.Seals, erro
 			return 0, err
 		}
 		var err error
-		if mem, err = mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		if mem, err = mmap.File(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
 			return 0, err
 		}
 		if err := file.AddSeals(memfd.SealFutureWrite | memfd.SealSeal); err != nil {
@@ -250,41 +189,41 @@ func newPoolMemfd(name string, size int) (*memfd.File, []byte, memfd.Seals, erro
 		}
 		seals, err := file.Seals()
 		if err == nil && !seals.Has(poolSeals) {
-			err = notSealedError(file.Name(), seals.Missing(poolSeals), seals)
+			err = notSealed(file.Name(), seals.Missing(poolSeals), seals)
 		}
 		return seals, err
 	}()
 	if err != nil {
-		unmap(mem)
+		mmap.Unmap(mem)
 		file.Close()
 		if errors.Is(err, unix.ENOMEM) {
-			err = fmt.Errorf("%w (%w)", err, ErrTooLarge)
+			err = fmt.Errorf("%w (%w)", err, sealbuf.ErrTooLarge)
 		}
-		return nil, nil, 0, fmt.Errorf("sealbuf: new pool of %d bytes: %w", size, err)
+		return nil, nil, 0, fmt.Errorf("pool: new of %d bytes: %w", size, err)
 	}
 	return file, mem, seals, nil
 }
 
 // Slots returns the number of slots.
-func (p *Pool) Slots() int { return p.hello.slots }
+func (p *Writer) Slots() int { return p.hello.slots }
 
 // SlotSize returns the size of every slot in bytes.
-func (p *Pool) SlotSize() int { return p.hello.slotSize }
+func (p *Writer) SlotSize() int { return p.hello.slotSize }
 
 // MaxHeader returns the largest header Send accepts.
-func (p *Pool) MaxHeader() int { return p.hello.maxHeader }
+func (p *Writer) MaxHeader() int { return p.hello.maxHeader }
 
-// Futex reports whether this is a futex pool (WithPoolFutex).
-func (p *Pool) Futex() bool { return p.hello.ring }
+// Futex reports whether this is a futex pool (WithFutex).
+func (p *Writer) Futex() bool { return p.hello.ring }
 
 // Seals returns the seals of the pool's memfd (at least
 // shrink|grow|future_write|seal).
-func (p *Pool) Seals() memfd.Seals { return p.seals }
+func (p *Writer) Seals() memfd.Seals { return p.seals }
 
 // Free returns how many slots can be acquired without waiting for a
 // release (releases still queued on the socket, or in a futex pool's ring,
 // are not counted).
-func (p *Pool) Free() int {
+func (p *Writer) Free() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.free)
@@ -295,7 +234,7 @@ func (p *Pool) Free() int {
 // and a copy kept after Send or Discard is stale: using it again fails
 // with ErrStaleGeneration.
 type Slot struct {
-	p   *Pool
+	p   *Writer
 	idx uint32
 	gen uint32
 }
@@ -309,12 +248,12 @@ type Slot struct {
 // When the consumer has hung up or died, every slot is back in the pool
 // and Acquire fails with an error matching io.EOF. A release that breaks
 // the protocol (a forged slot, a stale generation, a double release) fails
-// Acquire with an error matching ErrPoolProtocol; the pool stays usable
+// Acquire with an error matching ErrProtocol; the pool stays usable
 // and the next Acquire goes on. After Close it fails with os.ErrClosed.
 //
 // It allocates nothing, also when it waits (a cancellable ctx is watched by
 // one goroutine per Pool, started on first need).
-func (p *Pool) Acquire(ctx context.Context) (Slot, error) {
+func (p *Writer) Acquire(ctx context.Context) (Slot, error) {
 	for {
 		if s, ok, err := p.pop(); ok || err != nil {
 			return s, err
@@ -324,7 +263,7 @@ func (p *Pool) Acquire(ctx context.Context) (Slot, error) {
 			s, ok, err := p.pop()
 			if !ok && err == nil {
 				err = p.fill(ctx, true)
-				if errors.Is(err, errPoolKicked) {
+				if errors.Is(err, wire.ErrKicked) {
 					err = nil
 				}
 			}
@@ -341,9 +280,9 @@ func (p *Pool) Acquire(ctx context.Context) (Slot, error) {
 }
 
 // TryAcquire returns a free slot without waiting: it takes the releases
-// already queued on the socket, and fails with ErrPoolFull when every slot
+// already queued on the socket, and fails with ErrFull when every slot
 // is still in use. Its other errors are Acquire's.
-func (p *Pool) TryAcquire() (Slot, error) {
+func (p *Writer) TryAcquire() (Slot, error) {
 	if s, ok, err := p.pop(); ok || err != nil {
 		return s, err
 	}
@@ -359,16 +298,16 @@ func (p *Pool) TryAcquire() (Slot, error) {
 	if s, ok, err := p.pop(); ok || err != nil {
 		return s, err
 	}
-	return Slot{}, fmt.Errorf("sealbuf: pool: all %d slots in use: %w", p.hello.slots, ErrPoolFull)
+	return Slot{}, fmt.Errorf("pool: all %d slots in use: %w", p.hello.slots, ErrFull)
 }
 
 // pop takes a free slot, if any.
-func (p *Pool) pop() (Slot, bool, error) {
+func (p *Writer) pop() (Slot, bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.closed:
-		return Slot{}, false, fmt.Errorf("sealbuf: pool: acquire: %w", os.ErrClosed)
+		return Slot{}, false, fmt.Errorf("pool: acquire: %w", os.ErrClosed)
 	case p.peerErr != nil:
 		return Slot{}, false, p.peerErr
 	case len(p.free) == 0:
@@ -385,7 +324,7 @@ func (p *Pool) pop() (Slot, bool, error) {
 // fill reads releases from the Conn (the caller holds readTok): with wait,
 // until at least one message arrived. It returns the first protocol error
 // seen, or the peer's hang-up (after freeing every slot).
-func (p *Pool) fill(ctx context.Context, wait bool) error {
+func (p *Writer) fill(ctx context.Context, wait bool) error {
 	err := p.link.drain(ctx, wait, p.drainFn)
 	p.mu.Lock()
 	ferr := p.fillErr
@@ -402,7 +341,7 @@ func (p *Pool) fill(ctx context.Context, wait bool) error {
 }
 
 // applyReleases handles one release message (or the error in its place).
-func (p *Pool) applyReleases(payload []byte, err error) {
+func (p *Writer) applyReleases(payload []byte, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err == nil && (len(payload) == 0 || len(payload)%poolRecordLen != 0) {
@@ -427,7 +366,7 @@ func (p *Pool) applyReleases(payload []byte, err error) {
 }
 
 // releaseLocked applies one release record from the consumer.
-func (p *Pool) releaseLocked(r poolRecord) error {
+func (p *Writer) releaseLocked(r poolRecord) error {
 	if r.slot >= uint32(len(p.slot)) {
 		return poolProtoError(ErrBadSlot, "the consumer released slot %d of a %d-slot pool", r.slot, len(p.slot))
 	}
@@ -447,9 +386,9 @@ func (p *Pool) releaseLocked(r poolRecord) error {
 }
 
 // peerGoneLocked returns every slot in flight: the consumer is gone.
-func (p *Pool) peerGoneLocked(err error) {
+func (p *Writer) peerGoneLocked(err error) {
 	if p.peerErr == nil {
-		p.peerErr = fmt.Errorf("sealbuf: pool: the consumer is gone (every slot is back): %w", err)
+		p.peerErr = fmt.Errorf("pool: the consumer is gone (every slot is back): %w", err)
 	}
 	for i := range p.slot {
 		if p.slot[i].state == slotSent {
@@ -463,7 +402,7 @@ func (p *Pool) peerGoneLocked(err error) {
 // signalFreed wakes a waiting Acquire after a slot came back without a
 // read (Discard, a failed Send, the consumer gone). The caller holds p.mu;
 // after Close there is nobody to wake (and the ring may be unmapped).
-func (p *Pool) signalFreed() {
+func (p *Writer) signalFreed() {
 	if p.closed {
 		return
 	}
@@ -505,13 +444,13 @@ func (s Slot) Bytes() []byte {
 func (s Slot) Send(n int, header []byte) error {
 	p := s.p
 	if p == nil {
-		return errors.New("sealbuf: pool: send of the zero Slot")
+		return errors.New("pool: send of the zero Slot")
 	}
 	if n < 0 || n > p.hello.slotSize {
-		return fmt.Errorf("sealbuf: pool: send of %d bytes from a %d-byte slot: %w", n, p.hello.slotSize, ErrBadLength)
+		return fmt.Errorf("pool: send of %d bytes from a %d-byte slot: %w", n, p.hello.slotSize, ErrBadLength)
 	}
 	if len(header) > p.hello.maxHeader {
-		return fmt.Errorf("sealbuf: pool: send: %d-byte header, more than the pool's %d (WithPoolMaxHeader)", len(header), p.hello.maxHeader)
+		return fmt.Errorf("pool: send: %d-byte header, more than the pool's %d (WithMaxHeader)", len(header), p.hello.maxHeader)
 	}
 	p.mu.Lock()
 	if err := p.checkLocked(s, "send"); err != nil {
@@ -550,7 +489,7 @@ func (s Slot) Send(n int, header []byte) error {
 func (s Slot) Discard() error {
 	p := s.p
 	if p == nil {
-		return errors.New("sealbuf: pool: discard of the zero Slot")
+		return errors.New("pool: discard of the zero Slot")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -562,20 +501,20 @@ func (s Slot) Discard() error {
 }
 
 // checkLocked verifies that s is acquired, under this generation.
-func (p *Pool) checkLocked(s Slot, op string) error {
+func (p *Writer) checkLocked(s Slot, op string) error {
 	if p.closed {
-		return fmt.Errorf("sealbuf: pool: %s: %w", op, os.ErrClosed)
+		return fmt.Errorf("pool: %s: %w", op, os.ErrClosed)
 	}
 	if s.idx >= uint32(len(p.slot)) {
-		return fmt.Errorf("sealbuf: pool: %s of slot %d of a %d-slot pool: %w", op, s.idx, len(p.slot), ErrBadSlot)
+		return fmt.Errorf("pool: %s of slot %d of a %d-slot pool: %w", op, s.idx, len(p.slot), ErrBadSlot)
 	}
 	if st := p.slot[s.idx]; st.gen != s.gen || st.state != slotAcquired {
-		return fmt.Errorf("sealbuf: pool: %s of slot %d generation %d, which is not acquired any more (sent or discarded already): %w", op, s.idx, s.gen, ErrStaleGeneration)
+		return fmt.Errorf("pool: %s of slot %d generation %d, which is not acquired any more (sent or discarded already): %w", op, s.idx, s.gen, ErrStaleGeneration)
 	}
 	return nil
 }
 
-func (p *Pool) freeLocked(i uint32) {
+func (p *Writer) freeLocked(i uint32) {
 	p.slot[i].state = slotFree
 	p.free = append(p.free, i)
 	p.signalFreed()
@@ -585,18 +524,18 @@ func (p *Pool) freeLocked(i uint32) {
 // and closes its memfd. Slot memory must not be used after it; the
 // consumer's mapping stays valid until the consumer closes its side. A
 // second Close returns an error wrapping os.ErrClosed.
-func (p *Pool) Close() error {
+func (p *Writer) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return fmt.Errorf("sealbuf: pool: close: %w", os.ErrClosed)
+		return fmt.Errorf("pool: close: %w", os.ErrClosed)
 	}
 	p.closed = true
 	close(p.done)
 	p.mu.Unlock()
 	err := p.link.close()
 	p.readTok <- struct{}{} // wait for a reading Acquire to leave; keep it
-	if uerr := unmap(p.mem); err == nil {
+	if uerr := mmap.Unmap(p.mem); err == nil {
 		err = uerr
 	}
 	p.mem = nil
@@ -604,7 +543,7 @@ func (p *Pool) Close() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sealbuf: pool: close: %w", err)
+		return fmt.Errorf("pool: close: %w", err)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 //go:build linux
 
-package sealbuf
+package pool
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/sealbuf/sealbuf/internal/mmap"
 )
 
 // The pool's wire format. Every pool message is an ordinary Conn message
@@ -19,9 +21,9 @@ import (
 // shrink|grow|future_write, exactly Slots×Stride bytes long):
 //
 //	bytes  0-7   magic "sbpool\x00\x01" (format version 1)
-//	bytes  8-11  slot count (uint32, 1..PoolMaxSlots)
+//	bytes  8-11  slot count (uint32, 1..MaxSlots)
 //	bytes 12-15  largest caller header the producer sends (uint32)
-//	bytes 16-23  slot size in bytes (uint64, 1..PoolMaxSlotSize)
+//	bytes 16-23  slot size in bytes (uint64, 1..MaxSlotSize)
 //	bytes 24-31  stride: slot i starts at byte i×stride (uint64, ≥ slot size)
 //
 // Record, 16 bytes, the start of every later message:
@@ -41,7 +43,7 @@ import (
 // else; a record returns the slot it names, with the generation the
 // consumer received it under.
 //
-// A futex pool (WithPoolFutex) announces itself with magic
+// A futex pool (WithFutex) announces itself with magic
 // "sbpool\x00\x02" and a second descriptor: the ring memfd, sealed
 // shrink|grow and not against writes, of the size ringLayout gives.
 // Messages and releases then travel through the ring (pool_ring.go), and
@@ -64,33 +66,33 @@ const (
 
 // Pool limits.
 const (
-	// PoolMaxSlots is the most slots a pool may have. It keeps every
+	// MaxSlots is the most slots a pool may have. It keeps every
 	// release in flight inside a socket's default send buffer, so neither
 	// side can block the other with its acknowledgements.
-	PoolMaxSlots = 128
+	MaxSlots = 128
 
-	// PoolMaxSlotSize is the largest slot (2 GiB): lengths travel as
+	// MaxSlotSize is the largest slot (2 GiB): lengths travel as
 	// uint32.
-	PoolMaxSlotSize = 1 << 31
+	MaxSlotSize = 1 << 31
 
-	// PoolMaxHeader is the largest caller header a pool message may carry.
-	PoolMaxHeader = 64 << 10
+	// MaxHeader is the largest caller header a pool message may carry.
+	MaxHeader = 64 << 10
 
 	// poolDefaultHeader is the header limit when none is set.
 	poolDefaultHeader = 4 << 10
 )
 
-// Pool errors. Every error a Pool, PoolReader, Slot or View returns because
-// of a message from the peer matches ErrPoolProtocol and one of the more
+// Pool errors. Every error a Pool, Reader, Slot or View returns because
+// of a message from the peer matches ErrProtocol and one of the more
 // precise sentinels below; local misuse (releasing a View twice, sending a
 // Slot that was already sent) matches the precise sentinel alone.
 var (
-	// ErrPoolFull is returned by TryAcquire when every slot is in use.
-	ErrPoolFull = errors.New("every slot of the pool is in use")
+	// ErrFull is returned by TryAcquire when every slot is in use.
+	ErrFull = errors.New("every slot of the pool is in use")
 
-	// ErrPoolProtocol is matched by every error caused by a peer message
+	// ErrProtocol is matched by every error caused by a peer message
 	// that breaks the pool's wire format or its rules.
-	ErrPoolProtocol = errors.New("pool protocol violation")
+	ErrProtocol = errors.New("pool protocol violation")
 
 	// ErrBadSlot: a slot index outside the pool.
 	ErrBadSlot = errors.New("slot index out of range")
@@ -147,13 +149,13 @@ func parsePoolHello(b []byte) (poolHello, error) {
 	slotSize := binary.LittleEndian.Uint64(b[16:])
 	stride := binary.LittleEndian.Uint64(b[24:])
 	switch {
-	case slots == 0 || slots > PoolMaxSlots:
-		return poolHello{}, poolProtoError(nil, "hello announces %d slots, want 1 to %d", slots, PoolMaxSlots)
-	case maxHeader > PoolMaxHeader:
-		return poolHello{}, poolProtoError(nil, "hello announces %d-byte headers, more than %d", maxHeader, PoolMaxHeader)
-	case slotSize == 0 || slotSize > PoolMaxSlotSize:
-		return poolHello{}, poolProtoError(nil, "hello announces %d-byte slots, want 1 to %d", slotSize, uint64(PoolMaxSlotSize))
-	case stride < slotSize || stride > uint64(maxMappable)/uint64(slots) || stride > math.MaxInt/uint64(slots):
+	case slots == 0 || slots > MaxSlots:
+		return poolHello{}, poolProtoError(nil, "hello announces %d slots, want 1 to %d", slots, MaxSlots)
+	case maxHeader > MaxHeader:
+		return poolHello{}, poolProtoError(nil, "hello announces %d-byte headers, more than %d", maxHeader, MaxHeader)
+	case slotSize == 0 || slotSize > MaxSlotSize:
+		return poolHello{}, poolProtoError(nil, "hello announces %d-byte slots, want 1 to %d", slotSize, uint64(MaxSlotSize))
+	case stride < slotSize || stride > uint64(mmap.MaxMappable)/uint64(slots) || stride > math.MaxInt/uint64(slots):
 		return poolHello{}, poolProtoError(nil, "hello announces a stride of %d bytes for %d-byte slots: out of range", stride, slotSize)
 	}
 	return poolHello{slots: int(slots), maxHeader: int(maxHeader), slotSize: int(slotSize), stride: int(stride), ring: string(b[:8]) == poolMagicRing}, nil
@@ -194,11 +196,11 @@ func parsePoolRecord(b []byte, kind byte) (poolRecord, error) {
 }
 
 // poolProtoError formats a peer's protocol violation: it matches
-// ErrPoolProtocol and, when not nil, the precise sentinel.
+// ErrProtocol and, when not nil, the precise sentinel.
 func poolProtoError(sentinel error, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	if sentinel == nil {
-		return fmt.Errorf("sealbuf: pool: %s: %w", msg, ErrPoolProtocol)
+		return fmt.Errorf("pool: %s: %w", msg, ErrProtocol)
 	}
-	return fmt.Errorf("sealbuf: pool: %s: %w: %w", msg, ErrPoolProtocol, sentinel)
+	return fmt.Errorf("pool: %s: %w: %w", msg, ErrProtocol, sentinel)
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package scm
+package wire
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ func Sendmsg(fd int, parts [][]byte, oob []byte) (int, error) {
 			continue
 		}
 		if k == len(iov) {
-			return 0, errors.New("scm: more than four parts in one sendmsg")
+			return 0, errors.New("wire: more than four parts in one sendmsg")
 		}
 		iov[k].Base = &p[0]
 		iov[k].SetLen(len(p))
@@ -68,4 +68,18 @@ func Recvmsg(fd int, p, oob []byte, flags int) (n, oobn, mflags int, err error) 
 		return 0, 0, 0, e
 	}
 	return int(r), int(msg.Controllen), int(msg.Flags), nil
+}
+
+// Recvmmsg is recvmmsg(2) into msgs with MSG_CMSG_CLOEXEC|MSG_DONTWAIT; it
+// returns how many messages it filled.
+func Recvmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)),
+		unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf_test
+package pool_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // TestPoolAcrossProcesses hands messages of every length to a consumer in
@@ -25,7 +26,7 @@ func TestPoolAcrossProcesses(t *testing.T) {
 			const slots, size, count = 4, 3*4096 + 5, 3000
 			fds, maps := poolCountFDs(t), poolCountMaps(t)
 			sock, child := startPoolChild(t, "consume", "", st.typ)
-			p, err := sealbuf.NewPool(poolConnOf(t, sock), slots, size, poolOpts(st.typ, sealbuf.WithPoolMaxHeader(16))...)
+			p, err := pool.New(poolConnOf(t, sock), slots, size, poolOpts(st.typ, pool.WithMaxHeader(16))...)
 			require.NoError(t, err)
 			var hdr [16]byte
 			for seq := range count {
@@ -58,7 +59,7 @@ func TestPoolConsumerDies(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			const slots, held = 5, 3
 			sock, child := startPoolChild(t, "die-holding", strconv.Itoa(held), st.typ)
-			p, err := sealbuf.NewPool(poolConnOf(t, sock), slots, 4096, poolOpts(st.typ)...)
+			p, err := pool.New(poolConnOf(t, sock), slots, 4096, poolOpts(st.typ)...)
 			require.NoError(t, err)
 			defer p.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -87,12 +88,12 @@ func TestPoolProducerDies(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			const sent = 3
 			sock, child := startPoolChild(t, "produce-die", strconv.Itoa(st.typ), st.typ)
-			r, err := sealbuf.AcceptPool(poolConnOf(t, sock))
+			r, err := pool.Accept(poolConnOf(t, sock))
 			require.NoError(t, err)
 			defer r.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			var views []sealbuf.View
+			var views []pool.View
 			for i := range sent {
 				v, _, err := r.Receive(ctx, nil)
 				require.NoError(t, err, "message %d", i)
@@ -114,7 +115,7 @@ func TestPoolProducerDies(t *testing.T) {
 // Receive, releases are held back and sent together; never while Receive
 // waits; at once on Flush.
 func TestPoolReleasesHeldBack(t *testing.T) {
-	defer sealbuf.SetPoolHoldBack(time.Hour)() // held until flushed: no timer in the way
+	defer pool.SetHoldBack(time.Hour)() // held until flushed: no timer in the way
 	for _, st := range poolSockTypes {
 		t.Run(st.name, func(t *testing.T) {
 			const slots = 6
@@ -128,7 +129,7 @@ func TestPoolReleasesHeldBack(t *testing.T) {
 					require.NoError(t, s.Send(1, nil))
 				}
 			}
-			receive := func() sealbuf.View {
+			receive := func() pool.View {
 				t.Helper()
 				v, _, err := r.Receive(ctx, nil)
 				require.NoError(t, err)
@@ -136,11 +137,11 @@ func TestPoolReleasesHeldBack(t *testing.T) {
 			}
 			requireFree := func(n int) {
 				t.Helper()
-				var got []sealbuf.Slot
+				var got []pool.Slot
 				for {
 					s, err := p.TryAcquire()
 					if err != nil {
-						require.ErrorIs(t, err, sealbuf.ErrPoolFull)
+						require.ErrorIs(t, err, pool.ErrFull)
 						break
 					}
 					got = append(got, s)
@@ -179,7 +180,7 @@ func TestPoolReleasesHeldBack(t *testing.T) {
 				}
 				got <- err
 			}()
-			var acquired []sealbuf.Slot
+			var acquired []pool.Slot
 			for range slots - 1 { // the last needs the release the waiting Receive sent
 				s, err := p.Acquire(ctx)
 				require.NoError(t, err)
@@ -195,7 +196,7 @@ func TestPoolReleasesHeldBack(t *testing.T) {
 // TestPoolHoldBackIsBounded: a consumer that releases with messages
 // waiting, and then stops calling Receive, keeps the slot only briefly.
 func TestPoolHoldBackIsBounded(t *testing.T) {
-	defer sealbuf.SetPoolHoldBack(5 * time.Millisecond)()
+	defer pool.SetHoldBack(5 * time.Millisecond)()
 	for _, st := range poolFlavors {
 		t.Run(st.name, func(t *testing.T) {
 			p, r := newPoolPair(t, st.typ, 2, 64)

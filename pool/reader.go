@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf
+package pool
 
 import (
 	"context"
@@ -11,20 +11,23 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/mmap"
+	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// PoolReader is the consumer side of a Pool: it maps the producer's slots
+// Reader is the consumer side of a Pool: it maps the producer's slots
 // read-only once, then Receive returns each message as a View of a slot,
 // with no copy. Release every View: the producer reuses a slot only after
 // its release, and blocks when all are held.
 //
-// The PoolReader owns its Conn (Close closes it, and the producer takes
+// The Reader owns its Conn (Close closes it, and the producer takes
 // every slot back). It is safe for concurrent use; Receive calls are
 // serialised. Steady state (Receive, Release) allocates nothing.
-type PoolReader struct {
-	link  *poolLink
+type Reader struct {
+	link  *link
 	file  *memfd.File
 	mem   []byte // read-only shared mapping of the whole pool
 	hello poolHello
@@ -40,61 +43,50 @@ type PoolReader struct {
 	memMu sync.RWMutex // held for reading while copying out of mem
 }
 
-// AcceptPool receives a pool's hello from c (sent by NewPool) and maps the
+// Accept receives a pool's hello from c (sent by New) and maps the
 // pool. Before mapping anything it checks that the descriptor is a memfd
 // (or fails matching memfd.ErrNotMemfd), that it is sealed at least
-// shrink|grow|future_write (or fails matching ErrNotSealed, naming each
+// shrink|grow|future_write (or fails matching sealbuf.ErrNotSealed, naming each
 // missing seal: without them the producer could resize the pool under us
 // or we could map it writable), that its size is exactly what the hello
-// announces, and that it fits WithPoolMaxSize and the Conn's MaxSize
-// policy (or fails matching ErrTooLarge). It then maps the pool read-only
+// announces, and that it fits WithMaxSize and the Conn's MaxSize
+// policy (or fails matching sealbuf.ErrTooLarge). It then maps the pool read-only
 // and shared.
 //
-// A malformed hello fails matching ErrPoolProtocol. On every error the
-// received descriptor is closed. On success the PoolReader owns c; on
+// It maps the pool without populating it: memory is used as the producer
+// fills slots (its cost) and as the consumer reads them. A limit on the
+// pool's size (WithMaxSize, the Conn's MaxSize) is therefore a bound on
+// address space and on the shared memory the consumer's reads can make the
+// kernel allocate: a producer that never wrote its slots makes each page
+// the consumer reads a fresh zeroed page, up to slots × slot size.
+//
+// A malformed hello fails matching ErrProtocol. On every error the
+// received descriptors are closed. On success the Reader owns c; on
 // error c stays the caller's. The Conn's deadlines apply.
-func AcceptPool(c *Conn, opts ...PoolOption) (*PoolReader, error) {
-	if c == nil {
-		return nil, errors.New("sealbuf: accept pool: nil Conn")
+func Accept(c *sealbuf.Conn, opts ...Option) (*Reader, error) {
+	w, cp, err := transport(c)
+	if err != nil {
+		return nil, fmt.Errorf("pool: accept: %w", err)
 	}
-	o := newPoolOptions(opts)
-	maxSize := o.maxSize
-	if cp := c.policy.maxSize; cp < maxSize {
-		maxSize = cp
-	}
+	o := newOptions(opts)
+	maxSize := min(o.maxSize, cp)
 	var hb [poolHelloLen + 1]byte
 	n, files, err := c.ReceiveFiles(hb[:])
 	if err != nil {
 		if errors.Is(err, io.ErrShortBuffer) {
-			err = fmt.Errorf("%w (%w)", err, ErrPoolProtocol)
+			err = fmt.Errorf("%w (%w)", err, ErrProtocol)
 		}
-		return nil, fmt.Errorf("sealbuf: accept pool: %w", err)
+		return nil, fmt.Errorf("pool: accept: %w", err)
 	}
-	r, err := acceptPool(c, hb[:n], files, maxSize)
+	h, file, mem, seals, ring, err := openPool(hb[:n], files, maxSize)
 	if err != nil {
-		return nil, fmt.Errorf("sealbuf: accept pool: %w", err)
+		return nil, fmt.Errorf("pool: accept: %w", err)
 	}
-	return r, nil
-}
-
-func acceptPool(c *Conn, hello []byte, files []*os.File, maxSize int64) (*PoolReader, error) {
-	h, file, mem, seals, ring, err := openPool(hello, files, maxSize)
-	if err != nil {
-		return nil, err
-	}
-	link, err := newPoolLink(c, poolRecordLen+h.maxHeader)
-	if err != nil {
-		unmap(mem)
-		file.Close()
-		if ring != nil {
-			ring.unmap()
-		}
-		return nil, err
-	}
+	link := newLink(w, poolRecordLen+h.maxHeader)
 	if ring != nil {
 		link.ringSetup(ring, link.onConsumerNews)
 	}
-	return &PoolReader{
+	return &Reader{
 		link: link, file: file, mem: mem, hello: h, seals: seals,
 		held: make([]atomic.Uint64, h.slots),
 		last: make([]uint32, h.slots),
@@ -150,13 +142,14 @@ func openSlots(h poolHello, f *os.File, maxSize int64) (poolHello, *memfd.File, 
 		return h, nil, nil, 0, err
 	}
 	seals := info.Seals
-	size, err := verifyInfo(file.Name(), info, poolSeals, maxSize)
+	size, err := verify(file.Name(), info, poolSeals, maxSize)
 	if err == nil && size != h.slots*h.stride {
 		err = poolProtoError(nil, "memfd %q has %d bytes, but the hello announces %d slots × %d", file.Name(), size, h.slots, h.stride)
 	}
 	var mem []byte
 	if err == nil {
-		mem, err = mapFile(file, size, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+		// Not populated: see Accept.
+		mem, err = mmap.File(file, size, unix.PROT_READ, unix.MAP_SHARED)
 	}
 	if err != nil {
 		file.Close()
@@ -166,29 +159,29 @@ func openSlots(h poolHello, f *os.File, maxSize int64) (poolHello, *memfd.File, 
 }
 
 // Flush sends the releases held back, if any (see Release), at once.
-func (r *PoolReader) Flush() error {
+func (r *Reader) Flush() error {
 	if r.isClosed() {
-		return fmt.Errorf("sealbuf: pool: flush: %w", os.ErrClosed)
+		return fmt.Errorf("pool: flush: %w", os.ErrClosed)
 	}
-	return r.link.flushReleases()
+	return r.link.flushReleases(context.Background())
 }
 
 // Slots returns the number of slots.
-func (r *PoolReader) Slots() int { return r.hello.slots }
+func (r *Reader) Slots() int { return r.hello.slots }
 
 // SlotSize returns the size of every slot in bytes.
-func (r *PoolReader) SlotSize() int { return r.hello.slotSize }
+func (r *Reader) SlotSize() int { return r.hello.slotSize }
 
 // MaxHeader returns the largest header the producer announced it sends: a
 // header buffer of this size never fails with io.ErrShortBuffer.
-func (r *PoolReader) MaxHeader() int { return r.hello.maxHeader }
+func (r *Reader) MaxHeader() int { return r.hello.maxHeader }
 
-// Futex reports whether the producer built a futex pool (WithPoolFutex):
+// Futex reports whether the producer built a futex pool (WithFutex):
 // records travel through a shared ring, and waits are futex(2) waits.
-func (r *PoolReader) Futex() bool { return r.hello.ring }
+func (r *Reader) Futex() bool { return r.hello.ring }
 
 // Seals returns the seals of the pool's memfd, read when it was accepted.
-func (r *PoolReader) Seals() memfd.Seals { return r.seals }
+func (r *Reader) Seals() memfd.Seals { return r.seals }
 
 // Receive waits for the next message: it returns a View of the slot the
 // producer filled and the length n of the header copied into header. ctx
@@ -200,12 +193,12 @@ func (r *PoolReader) Seals() memfd.Seals { return r.seals }
 // the pool (ErrBadSlot), a length past the slot (ErrBadLength), a
 // generation that does not move forward (ErrStaleGeneration), a slot we
 // still hold (ErrSlotBusy), descriptors attached — fails matching
-// ErrPoolProtocol and the precise sentinel; the message is dropped and the
+// ErrProtocol and the precise sentinel; the message is dropped and the
 // next Receive goes on. A header longer than header fails matching
 // io.ErrShortBuffer; that message's slot is released at once.
-func (r *PoolReader) Receive(ctx context.Context, header []byte) (View, int, error) {
+func (r *Reader) Receive(ctx context.Context, header []byte) (View, int, error) {
 	if r.isClosed() {
-		return View{}, 0, fmt.Errorf("sealbuf: pool: receive: %w", os.ErrClosed)
+		return View{}, 0, fmt.Errorf("pool: receive: %w", os.ErrClosed)
 	}
 	rec, hn, recOK, err := r.link.recvMessage(ctx, header)
 	if err != nil && !recOK {
@@ -230,7 +223,7 @@ func (r *PoolReader) Receive(ctx context.Context, header []byte) (View, int, err
 	}
 	r.mu.Unlock()
 	if handBack {
-		if rerr := r.link.releaseNow(poolRecord{kind: poolKindRelease, slot: rec.slot, gen: rec.gen}); rerr != nil && !errors.Is(rerr, io.EOF) && err == nil {
+		if rerr := r.link.releaseNow(ctx, poolRecord{kind: poolKindRelease, slot: rec.slot, gen: rec.gen}); rerr != nil && !errors.Is(rerr, io.EOF) && err == nil {
 			err = rerr
 		}
 	}
@@ -241,7 +234,7 @@ func (r *PoolReader) Receive(ctx context.Context, header []byte) (View, int, err
 }
 
 // acceptLocked validates a message record and marks its slot held.
-func (r *PoolReader) acceptLocked(rec poolRecord) error {
+func (r *Reader) acceptLocked(rec poolRecord) error {
 	if rec.slot >= uint32(r.hello.slots) {
 		return poolProtoError(ErrBadSlot, "the producer sent slot %d of a %d-slot pool", rec.slot, r.hello.slots)
 	}
@@ -259,7 +252,7 @@ func (r *PoolReader) acceptLocked(rec poolRecord) error {
 	return nil
 }
 
-func (r *PoolReader) isClosed() bool {
+func (r *Reader) isClosed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.closed
@@ -269,11 +262,11 @@ func (r *PoolReader) isClosed() bool {
 // pool and closes its memfd. Every View is invalid from here on, and
 // slices from View.Bytes must not be used any more. A second Close returns
 // an error wrapping os.ErrClosed.
-func (r *PoolReader) Close() error {
+func (r *Reader) Close() error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return fmt.Errorf("sealbuf: pool reader: close: %w", os.ErrClosed)
+		return fmt.Errorf("pool: reader: close: %w", os.ErrClosed)
 	}
 	r.closed = true
 	for i := range r.held {
@@ -282,7 +275,7 @@ func (r *PoolReader) Close() error {
 	r.mu.Unlock()
 	err := r.link.close()
 	r.memMu.Lock()
-	if uerr := unmap(r.mem); err == nil {
+	if uerr := mmap.Unmap(r.mem); err == nil {
 		err = uerr
 	}
 	r.mem = nil
@@ -291,7 +284,7 @@ func (r *PoolReader) Close() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sealbuf: pool reader: close: %w", err)
+		return fmt.Errorf("pool: reader: close: %w", err)
 	}
 	return nil
 }
@@ -312,7 +305,7 @@ func (r *PoolReader) Close() error {
 // lengths, offsets, anything whose change between check and use would
 // hurt — copy first with CopyTo or Snapshot and work on the copy.
 type View struct {
-	r    *PoolReader
+	r    *Reader
 	slot uint32
 	gen  uint32
 	n    uint32
@@ -385,20 +378,20 @@ func (v View) Snapshot() []byte {
 func (v View) Release() error {
 	r := v.r
 	if r == nil {
-		return errors.New("sealbuf: pool: release of the zero View")
+		return errors.New("pool: release of the zero View")
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return fmt.Errorf("sealbuf: pool: release: %w", os.ErrClosed)
+		return fmt.Errorf("pool: release: %w", os.ErrClosed)
 	}
 	if !v.valid() {
 		last := r.last[v.slot]
 		r.mu.Unlock()
 		if last == v.gen {
-			return fmt.Errorf("sealbuf: pool: release of slot %d generation %d: released already: %w", v.slot, v.gen, ErrDoubleRelease)
+			return fmt.Errorf("pool: release of slot %d generation %d: released already: %w", v.slot, v.gen, ErrDoubleRelease)
 		}
-		return fmt.Errorf("sealbuf: pool: release of slot %d generation %d: the slot has moved on to generation %d: %w", v.slot, v.gen, last, ErrStaleGeneration)
+		return fmt.Errorf("pool: release of slot %d generation %d: the slot has moved on to generation %d: %w", v.slot, v.gen, last, ErrStaleGeneration)
 	}
 	r.held[v.slot].Store(0)
 	gone := r.peerGone

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sealbuf
+package pool
 
 import (
 	"encoding/binary"
@@ -9,11 +9,13 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/mmap"
+	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// A futex pool (WithPoolFutex) moves its records through shared memory
+// A futex pool (WithFutex) moves its records through shared memory
 // instead of the socket: a second memfd, the ring, which both sides map
 // writable. Its layout follows from the slot count N and the header limit
 // H alone (ringLayout), so the hello need not describe it:
@@ -40,7 +42,8 @@ import (
 //
 // Wake-ups: a side with nothing to read sets its state to ringFutex,
 // looks at the peer's head once more, and waits on its own state word with
-// futex(2) (at most the Conn's WithBlockingWait, else poolFutexWait). When
+// futex(2) (after spinning for the Conn's Wait.Spin, for its Wait.Kernel,
+// else poolFutexWait). When
 // the wait runs out it moves its state from ringFutex to ringSocket
 // (compare-and-swap) and parks on the socket in Go's netpoller. The
 // publisher stores its head, then looks at the peer's state: ringFutex, it
@@ -75,7 +78,7 @@ const (
 func ringLayout(slots, maxHeader int) (size, entry, msgOff int) {
 	entry = (poolRecordLen + ringHeaderLen + maxHeader + 63) &^ 63
 	msgOff = (ringRelOff + slots*poolRecordLen + 63) &^ 63
-	return pageUp(msgOff + slots*entry), entry, msgOff
+	return mmap.PageUp(msgOff + slots*entry), entry, msgOff
 }
 
 // poolRing is one side's mapping of the ring.
@@ -125,7 +128,7 @@ func newRingMemfd(name string, slots, maxHeader int) (*memfd.File, *poolRing, er
 	size, _, _ := ringLayout(slots, maxHeader)
 	file, err := memfd.Create(name + "-ring")
 	if err != nil {
-		return nil, nil, fmt.Errorf("sealbuf: new pool: ring: %w", err)
+		return nil, nil, fmt.Errorf("pool: new: ring: %w", err)
 	}
 	var mem []byte
 	err = file.Truncate(int64(size))
@@ -133,11 +136,11 @@ func newRingMemfd(name string, slots, maxHeader int) (*memfd.File, *poolRing, er
 		err = file.AddSeals(ringSeals)
 	}
 	if err == nil {
-		mem, err = mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		mem, err = mmap.File(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	}
 	if err != nil {
 		file.Close()
-		return nil, nil, fmt.Errorf("sealbuf: new pool: ring of %d bytes: %w", size, err)
+		return nil, nil, fmt.Errorf("pool: new: ring of %d bytes: %w", size, err)
 	}
 	return file, newPoolRingView(mem, slots, maxHeader, true), nil
 }
@@ -148,7 +151,7 @@ func openRing(f *memfd.File, info memfd.Info, h poolHello) (*poolRing, error) {
 	defer f.Close()
 	size, _, _ := ringLayout(h.slots, h.maxHeader)
 	if missing := info.Seals.Missing(memfd.SealShrink | memfd.SealGrow); missing != 0 {
-		return nil, notSealedError(f.Name(), missing, info.Seals)
+		return nil, notSealed(f.Name(), missing, info.Seals)
 	}
 	if info.Seals&(memfd.SealWrite|memfd.SealFutureWrite) != 0 {
 		return nil, poolProtoError(nil, "ring memfd %q is sealed against writes (%s): the consumer could not publish its releases", f.Name(), info.Seals)
@@ -156,7 +159,7 @@ func openRing(f *memfd.File, info memfd.Info, h poolHello) (*poolRing, error) {
 	if info.Size != int64(size) {
 		return nil, poolProtoError(nil, "ring memfd %q has %d bytes, want %d for %d slots and %d-byte headers", f.Name(), info.Size, size, h.slots, h.maxHeader)
 	}
-	mem, err := mapFile(f, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mmap.File(f, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +170,7 @@ func openRing(f *memfd.File, info memfd.Info, h poolHello) (*poolRing, error) {
 // was taken to set ringClosed, so nothing reads or writes it any more.
 // Later calls find mem nil.
 func (r *poolRing) unmap() error {
-	err := unmap(r.mem)
+	err := mmap.Unmap(r.mem)
 	r.mem, r.rel, r.msg = nil, nil, nil
 	return err
 }
@@ -270,7 +273,7 @@ func (r *poolRing) takeMessage(header []byte) (rec poolRecord, hn int, ok, recOK
 	hl := int(hl32)
 	hn = copy(header, e[poolRecordLen+ringHeaderLen:][:hl])
 	if hn < hl {
-		return rec, hn, true, true, fmt.Errorf("sealbuf: pool: receive: %d-byte header, larger than the %d-byte buffer (message dropped, slot handed back): %w", hl, len(header), io.ErrShortBuffer)
+		return rec, hn, true, true, fmt.Errorf("pool: receive: %d-byte header, larger than the %d-byte buffer (message dropped, slot handed back): %w", hl, len(header), io.ErrShortBuffer)
 	}
 	return rec, hn, true, true, nil
 }

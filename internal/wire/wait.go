@@ -1,0 +1,103 @@
+//go:build linux
+
+package wire
+
+import (
+	"runtime"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Wait is how a side with nothing to read waits for its peer: it spins
+// (polls without sleeping) for up to Spin, then waits in the kernel
+// (ppoll(2) on the socket, futex(2) on a futex pool's ring) for up to
+// Kernel, then parks in Go's netpoller, where it costs nothing until the
+// peer writes.
+//
+// The trade-off, in one place. A wake-up through the netpoller costs a
+// round of the scheduler on both sides (tens of microseconds across cores
+// on a busy VM); a kernel wait keeps the goroutine's thread and P but
+// sleeps, and wakes in a few microseconds; spinning wakes in well under a
+// microsecond but burns a CPU for as long as it lasts. Spinning helps only
+// when the peer runs on another CPU at the same time: it is skipped where
+// this process may run on one CPU only (its affinity mask), where it would
+// only take the time the peer needs to answer. Once the budgets are spent
+// an idle side uses no CPU at all.
+type Wait struct {
+	Spin   time.Duration
+	Kernel time.Duration
+}
+
+// MaxWait bounds each part of a Wait: a longer kernel wait would keep a
+// thread from the runtime for too long, a longer spin would only burn CPU.
+const MaxWait = 10 * time.Millisecond
+
+// Clamp returns w with each part within 0..MaxWait.
+func (w Wait) Clamp() Wait {
+	return Wait{Spin: min(max(w.Spin, 0), MaxWait), Kernel: min(max(w.Kernel, 0), MaxWait)}
+}
+
+// SpinHelps reports whether spinning can help here: this process may run
+// on more than one CPU. Read once: affinity rarely changes under a process.
+var SpinHelps = func() bool {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return runtime.NumCPU() > 1
+	}
+	return set.Count() > 1
+}()
+
+// Spinner runs a spin phase: Next reports whether to poll again, yielding
+// the processor now and then so that a GOMAXPROCS=1 process still runs its
+// other goroutines.
+type Spinner struct {
+	until int64 // monotonic nanoseconds; 0: no spin
+	n     int
+}
+
+// Start begins a spin of d (none where spinning cannot help).
+func (s *Spinner) Start(d time.Duration) {
+	s.n = 0
+	s.until = 0
+	if d > 0 && SpinHelps {
+		s.until = nanotime() + int64(d)
+	}
+}
+
+// Next reports whether the spin goes on.
+func (s *Spinner) Next() bool {
+	if s.until == 0 {
+		return false
+	}
+	s.n++
+	if s.n&63 == 0 {
+		if nanotime() >= s.until {
+			s.until = 0
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}
+
+func nanotime() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// waitReadable waits for fd to become readable in ppoll(2), for up to d, as
+// a raw system call: the thread keeps its P (the goroutine counts as
+// running) so that the wake-up costs no scheduling. It reports whether fd
+// became readable.
+func waitReadable(fd int, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	ts := unix.NsecToTimespec(int64(d))
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	return errno == 0 && n > 0
+}
