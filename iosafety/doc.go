@@ -96,7 +96,7 @@
 //
 // Run it standalone or as a vet tool:
 //
-//	go run github.com/sealbuf/sealbuf/cmd/iosafety ./...
-//	go install github.com/sealbuf/sealbuf/cmd/iosafety
+//	go run github.com/sealbuf/sealbuf/iosafety/cmd/iosafety@latest ./...
+//	go install github.com/sealbuf/sealbuf/iosafety/cmd/iosafety@latest
 //	go vet -vettool=$(go env GOPATH)/bin/iosafety ./...
 package iosafety

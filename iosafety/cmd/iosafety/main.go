@@ -5,8 +5,8 @@
 //
 // Run it on its own or as a vet tool:
 //
-//	go run github.com/sealbuf/sealbuf/cmd/iosafety ./...
-//	go install github.com/sealbuf/sealbuf/cmd/iosafety
+//	go run github.com/sealbuf/sealbuf/iosafety/cmd/iosafety@latest ./...
+//	go install github.com/sealbuf/sealbuf/iosafety/cmd/iosafety@latest
 //	go vet -vettool=$(go env GOPATH)/bin/iosafety ./...
 package main
 
