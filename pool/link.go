@@ -73,7 +73,10 @@ type link struct {
 	sbFlags int
 	sbOp    func(fd int) error
 	rOOB    [poolOOBLen]byte // stream reads' control data
-	broken  error            // a stream out of sync: every later read fails with it
+	broken  error            // a stream out of sync: no message can be found any more
+	// brokenTold: Receive reported broken once; brokenEOF: then the hang-up.
+	brokenTold bool
+	brokenEOF  error
 
 	flushFn func() bool // relAny.Load: a read stops to send held-back releases first
 
@@ -431,9 +434,22 @@ func (l *link) drainLocked(ctx context.Context, mode wire.ReadMode, fn func(payl
 
 // recvFrame is recvMessage on a stream socket.
 func (l *link) recvFrame(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
+	if l.broken != nil && l.brokenTold {
+		// The framing broke and Receive said so once: no message can be
+		// found any more, only the hang-up. Wait for it (under ctx).
+		for {
+			if err := l.drainBroken(ctx, wire.ReadWait, l.onBrokenEOF); err != nil {
+				return rec, 0, false, err
+			}
+			if l.brokenEOF != nil {
+				return rec, 0, false, l.brokenEOF
+			}
+		}
+	}
 	for {
 		payload, ok, ferr := l.nextFrame()
 		if ferr != nil && payload == nil {
+			l.brokenTold = l.broken != nil
 			return rec, 0, false, ferr
 		}
 		if ok {
@@ -502,6 +518,13 @@ func (l *link) drainBroken(ctx context.Context, mode wire.ReadMode, fn func([]by
 		return nil
 	}
 	return err
+}
+
+// onBrokenEOF keeps the hang-up drainBroken found.
+func (l *link) onBrokenEOF(_ []byte, err error) {
+	if err != nil && l.brokenEOF == nil {
+		l.brokenEOF = fmt.Errorf("pool: the producer hung up: %w", io.EOF)
+	}
 }
 
 // deliverFrames passes every whole buffered frame to fn.

@@ -936,10 +936,19 @@ func TestPoolHostileStreamFrames(t *testing.T) {
 	defer r2.Close()
 	_, err = a.Write([]byte("garbage!garbage!garbage!"))
 	require.NoError(t, err)
-	for range 2 {
-		_, _, err = r2.Receive(ctx, nil)
-		require.ErrorIs(t, err, pool.ErrProtocol)
-	}
+	_, _, err = r2.Receive(ctx, nil)
+	require.ErrorIs(t, err, pool.ErrProtocol)
+	// Said once; from then on Receive waits for the hang-up (it does not
+	// spin returning ErrProtocol) and reports it as io.EOF.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, _, err = r2.Receive(short, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err = a.Write([]byte("more garbage"))
+	require.NoError(t, err)
+	require.NoError(t, a.Close())
+	_, _, err = r2.Receive(ctx, nil)
+	require.ErrorIs(t, err, io.EOF)
 }
 
 // hostileConsumer accepts p's hello by hand and returns the raw Conn.

@@ -40,7 +40,8 @@ type Reader struct {
 	closed   bool
 	peerGone bool
 
-	memMu sync.RWMutex // held for reading while copying out of mem
+	memMu    sync.RWMutex // held for reading while copying out of mem
+	unmapped bool         // under memMu: Close unmapped mem
 }
 
 // Accept receives a pool's hello from c (sent by New) and maps the
@@ -278,7 +279,7 @@ func (r *Reader) Close() error {
 	if uerr := mmap.Unmap(r.mem); err == nil {
 		err = uerr
 	}
-	r.mem = nil
+	r.unmapped = true // mem itself stays as it was: View.Bytes reads it without a lock
 	r.memMu.Unlock()
 	if cerr := r.file.Close(); err == nil {
 		err = cerr
@@ -345,7 +346,7 @@ func (v View) CopyTo(dst []byte) int {
 	}
 	v.r.memMu.RLock()
 	defer v.r.memMu.RUnlock()
-	if v.r.mem == nil {
+	if v.r.unmapped {
 		return 0
 	}
 	return copy(dst, v.Bytes())

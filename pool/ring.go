@@ -150,6 +150,12 @@ func newRingMemfd(name string, slots, maxHeader int) (*memfd.File, *poolRing, er
 func openRing(f *memfd.File, info memfd.Info, h poolHello) (*poolRing, error) {
 	defer f.Close()
 	size, _, _ := ringLayout(h.slots, h.maxHeader)
+	if info.HugeTLB {
+		// Both sides write the ring, so it cannot be sealed against
+		// writes, and on hugetlbfs a producer could punch its page out:
+		// once the huge page pool is empty, our next read would fault.
+		return nil, poolProtoError(nil, "ring memfd %q is on hugetlbfs, where a page can be punched out under the consumer's reads: a sealbuf producer never makes one", f.Name())
+	}
 	if missing := info.Seals.Missing(memfd.SealShrink | memfd.SealGrow); missing != 0 {
 		return nil, notSealed(f.Name(), missing, info.Seals)
 	}

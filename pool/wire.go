@@ -24,7 +24,8 @@ import (
 //	bytes  8-11  slot count (uint32, 1..MaxSlots)
 //	bytes 12-15  largest caller header the producer sends (uint32)
 //	bytes 16-23  slot size in bytes (uint64, 1..MaxSlotSize)
-//	bytes 24-31  stride: slot i starts at byte i×stride (uint64, ≥ slot size)
+//	bytes 24-31  stride: slot i starts at byte i×stride (uint64, from the
+//	             slot size to the slot size rounded up to a page)
 //
 // Record, 16 bytes, the start of every later message:
 //
@@ -155,10 +156,20 @@ func parsePoolHello(b []byte) (poolHello, error) {
 		return poolHello{}, poolProtoError(nil, "hello announces %d-byte headers, more than %d", maxHeader, MaxHeader)
 	case slotSize == 0 || slotSize > MaxSlotSize:
 		return poolHello{}, poolProtoError(nil, "hello announces %d-byte slots, want 1 to %d", slotSize, uint64(MaxSlotSize))
-	case stride < slotSize || stride > uint64(mmap.MaxMappable)/uint64(slots) || stride > math.MaxInt/uint64(slots):
-		return poolHello{}, poolProtoError(nil, "hello announces a stride of %d bytes for %d-byte slots: out of range", stride, slotSize)
+	case stride < slotSize || stride > pageUp64(slotSize) ||
+		stride > uint64(mmap.MaxMappable)/uint64(slots) || stride > math.MaxInt/uint64(slots):
+		// At most the slot size rounded up to a page: a wider stride
+		// would map (and let the producer make the consumer's reads
+		// allocate) memory no slot uses.
+		return poolHello{}, poolProtoError(nil, "hello announces a stride of %d bytes for %d-byte slots: want %d to %d", stride, slotSize, slotSize, pageUp64(slotSize))
 	}
 	return poolHello{slots: int(slots), maxHeader: int(maxHeader), slotSize: int(slotSize), stride: int(stride), ring: string(b[:8]) == poolMagicRing}, nil
+}
+
+// pageUp64 rounds n up to a whole number of pages (on 32-bit ports too).
+func pageUp64(n uint64) uint64 {
+	ps := uint64(mmap.PageSize)
+	return (n + ps - 1) &^ (ps - 1)
 }
 
 // poolRecord is one decoded record.

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -69,8 +70,12 @@ type Writer struct {
 	free    []uint32 // free slot indices, a stack: the most recently released first
 	peerErr error    // set once the consumer is gone
 	closed  bool
-	drainFn func([]byte, error)
-	fillErr error // first error seen while draining, under mu
+	// isClosed is closed, readable without mu (Slot.Bytes). mem itself
+	// is never changed after New, so a Bytes racing with Close reads no
+	// field Close writes.
+	isClosed atomic.Bool
+	drainFn  func([]byte, error)
+	fillErr  error // first error seen while draining, under mu
 
 	readTok chan struct{} // capacity 1: held by the goroutine reading releases
 	freed   chan struct{} // capacity 1: a slot came back without a read
@@ -341,26 +346,33 @@ func (p *Writer) fill(ctx context.Context, wait bool) error {
 }
 
 // applyReleases handles one release message (or the error in its place).
+// A record that breaks the protocol is reported, and the valid records
+// after it in the same message are still applied.
 func (p *Writer) applyReleases(payload []byte, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err == nil && (len(payload) == 0 || len(payload)%poolRecordLen != 0) {
 		err = poolProtoError(nil, "a %d-byte release message, not a whole number of %d-byte records", len(payload), poolRecordLen)
+		payload = payload[:len(payload)-len(payload)%poolRecordLen]
 	}
-	for ; err == nil && len(payload) > 0; payload = payload[poolRecordLen:] {
-		var r poolRecord
-		if r, err = parsePoolRecord(payload, poolKindRelease); err == nil {
-			err = p.releaseLocked(r)
-		}
-	}
-	if err == nil {
-		return
-	}
-	if errors.Is(err, io.EOF) {
+	if err != nil && errors.Is(err, io.EOF) {
 		p.peerGoneLocked(err)
 		return
 	}
-	if p.fillErr == nil {
+	p.noteLocked(err)
+	for ; len(payload) >= poolRecordLen; payload = payload[poolRecordLen:] {
+		r, rerr := parsePoolRecord(payload, poolKindRelease)
+		if rerr == nil {
+			rerr = p.releaseLocked(r)
+		}
+		p.noteLocked(rerr)
+	}
+}
+
+// noteLocked keeps the first protocol error seen while draining, for the
+// Acquire or TryAcquire that drained.
+func (p *Writer) noteLocked(err error) {
+	if err != nil && p.fillErr == nil {
 		p.fillErr = err
 	}
 }
@@ -425,7 +437,7 @@ func (s Slot) Generation() uint32 { return s.gen }
 // consumer is reading it, and after Close it is unmapped. The zero Slot
 // returns nil.
 func (s Slot) Bytes() []byte {
-	if s.p == nil {
+	if s.p == nil || s.p.isClosed.Load() {
 		return nil
 	}
 	off := int(s.idx) * s.p.hello.stride
@@ -531,6 +543,7 @@ func (p *Writer) Close() error {
 		return fmt.Errorf("pool: close: %w", os.ErrClosed)
 	}
 	p.closed = true
+	p.isClosed.Store(true)
 	close(p.done)
 	p.mu.Unlock()
 	err := p.link.close()
@@ -538,7 +551,6 @@ func (p *Writer) Close() error {
 	if uerr := mmap.Unmap(p.mem); err == nil {
 		err = uerr
 	}
-	p.mem = nil
 	if cerr := p.file.Close(); err == nil {
 		err = cerr
 	}
