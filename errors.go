@@ -21,6 +21,10 @@ var (
 	// ErrTruncated is matched when an access to a Mapping touched bytes past
 	// the file's current end: its peer truncated it. The access's results
 	// are undefined; the Mapping stays usable for bytes below the new end.
+	// It is matched too when a page inside the mapping is gone although the
+	// size did not change (a hole punched in a hugetlbfs memfd whose huge
+	// page pool is empty): the error's text says which happened, and the
+	// answer is the same.
 	ErrTruncated = errors.New("memfd was truncated by its peer")
 
 	// ErrTooManyFiles is matched when a received message carried more

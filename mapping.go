@@ -24,7 +24,10 @@ import (
 //
 // Where the memfd is sealed against shrinking, no access can fault and the
 // guard is skipped; the contents may still change unless it is also sealed
-// against writing.
+// against writing. On hugetlbfs that takes a write or future_write seal as
+// well: without one, the peer can punch a page out, and touching it faults
+// once the huge page pool is empty; such a fault matches ErrTruncated too,
+// although the file's size did not change.
 //
 // Bytes of the mapping are never handed out: use ReadAt, WriteAt, or Access,
 // whose callback gets the window for its own duration only. After a fault
@@ -42,7 +45,8 @@ type Mapping struct {
 	mem      []byte
 	seals    memfd.Seals
 	writable atomic.Bool // cleared when healing finds the memfd future-write sealed
-	fixed    bool        // sealed against shrinking: the file never ends before len(mem)
+	fixed    bool        // faultFree: no access can fault, none is guarded
+	huge     bool        // on hugetlbfs
 
 	patch    sync.Mutex    // serialises poisoning and healing
 	faults   atomic.Uint64 // number of faults so far; an access that sees it change failed
@@ -83,7 +87,7 @@ func Map(f *os.File, opts ...MapOption) (*Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: map: %w", err)
 	}
-	m := &Mapping{file: file, mem: mem, seals: seals, fixed: seals.Has(memfd.SealShrink)}
+	m := &Mapping{file: file, mem: mem, seals: seals, fixed: faultFree(info), huge: info.HugeTLB}
 	m.writable.Store(writable)
 	m.poisonAt.Store(int64(size))
 	return m, nil
@@ -229,7 +233,7 @@ func (m *Mapping) access(op string, off, end int, write bool, fn func(mem []byte
 		return m.fault(op, off, end, err)
 	}
 	if m.faults.Load() != epoch {
-		return m.truncatedError(op, off, end, -1, nil)
+		return m.concurrentFaultError(op, off, end)
 	}
 	size, err := m.file.Size()
 	if err != nil {
@@ -245,6 +249,8 @@ func (m *Mapping) access(op string, off, end int, write bool, fn func(mem []byte
 // file's end with zero pages and counts the fault (failing every access
 // running now), and returns the error. A fault in a read-only mapping is
 // reported the same way: it cannot be told from a truncation undone at once.
+// A fault below the file's end is no truncation: a page inside the mapping
+// is gone (see lostPageError).
 func (m *Mapping) fault(op string, off, end int, err error) error {
 	size, serr := m.file.Size()
 	if serr != nil {
@@ -253,6 +259,14 @@ func (m *Mapping) fault(op string, off, end int, err error) error {
 	m.poison(size)
 	if serr != nil {
 		size = -1
+	}
+	if fe, ok := errors.AsType[*sigbus.FaultError](err); ok && fe.Offset < size {
+		if m.huge {
+			return m.lostPageError(op, off, end, size, fe.Offset, err)
+		}
+		// On tmpfs a page below the end never faults (a hole gets a fresh
+		// zero page): the file was cut and grown back since the fault.
+		return m.regrownError(op, off, end, size, err)
 	}
 	return m.truncatedError(op, off, end, size, err)
 }
@@ -329,25 +343,73 @@ func (m *Mapping) remap(start int64, fd int, flags int) error {
 	return err
 }
 
+// The errors of a failed access all match ErrTruncated, as the caller's
+// answer is the same (drop what the access produced; bytes below the file's
+// end stay usable), but each says what happened.
+
+// accessPrefix starts the message of an access's error.
+func (m *Mapping) accessPrefix(op string, off, end int) string {
+	return fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: ", op, m.file.Name(), off, end, len(m.mem))
+}
+
+// truncatedError reports an access touching bytes past the file's end,
+// which is size bytes now (-1: unknown).
 func (m *Mapping) truncatedError(op string, off, end int, size int64, cause error) error {
 	now := "shorter"
 	if size >= 0 {
 		now = fmt.Sprintf("%d bytes", size)
 	}
 	return &truncatedError{
-		msg:   fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: the file is now %s; only bytes below its end can be used", op, m.file.Name(), off, end, len(m.mem), now),
+		msg:   m.accessPrefix(op, off, end) + "the file is now " + now + "; only bytes below its end can be used: " + ErrTruncated.Error(),
 		cause: cause,
 	}
 }
 
-// truncatedError matches ErrTruncated and, when the access faulted, the
-// *sigbus.FaultError; its text stays short.
+// regrownError reports an access that faulted past the file's end, which
+// is size bytes again by now.
+func (m *Mapping) regrownError(op string, off, end int, size int64, cause error) error {
+	return &truncatedError{
+		msg:   m.accessPrefix(op, off, end) + fmt.Sprintf("the file was cut during the access (it has grown back to %d bytes since); what the access produced is invalid: ", size) + ErrTruncated.Error(),
+		cause: cause,
+	}
+}
+
+// lostPageError reports a fault at offset at, below the file's end (size
+// bytes): the page was there when the mapping was made, and is no more.
+func (m *Mapping) lostPageError(op string, off, end int, size, at int64, cause error) error {
+	return &truncatedError{
+		msg: m.accessPrefix(op, off, end) + fmt.Sprintf("the file's size did not change (it still has %d bytes; the access faulted at offset %d), "+
+			"but a page inside the mapping is gone: a hole punched in a hugetlbfs memfd whose huge page pool is empty, or memory the kernel could not supply; "+
+			"what the access produced is invalid, and the page faults again until the pool has a free page (it then reads as zeros)", size, at),
+		cause: cause,
+	}
+}
+
+// concurrentFaultError reports an access that did not fault itself but ran
+// while another access to the mapping faulted.
+func (m *Mapping) concurrentFaultError(op string, off, end int) error {
+	size, err := m.file.Size()
+	if err != nil || size < int64(end) {
+		if err != nil {
+			size = -1
+		}
+		return m.truncatedError(op, off, end, size, nil)
+	}
+	return &truncatedError{
+		msg: m.accessPrefix(op, off, end) + fmt.Sprintf("another access faulted inside the mapping while this one ran, and the file (%d bytes now) covers these bytes: "+
+			"it was cut and has grown back, or a page inside the mapping is gone (a hole punched in a hugetlbfs memfd whose huge page pool is empty); "+
+			"what the access produced is invalid", size),
+	}
+}
+
+// truncatedError matches ErrTruncated and, when it has one, its cause (the
+// *sigbus.FaultError of a fault).
 type truncatedError struct {
 	msg   string
 	cause error
 }
 
-func (e *truncatedError) Error() string { return e.msg + ": " + ErrTruncated.Error() }
+func (e *truncatedError) Error() string { return e.msg }
 
 func (e *truncatedError) Unwrap() []error {
 	if e.cause == nil {
