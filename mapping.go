@@ -289,7 +289,7 @@ func (m *Mapping) poison(size int64) {
 	}
 	m.poisonAt.Store(start)
 	m.faults.Add(1)
-	m.remap(start, -1, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	_ = m.mapZeros(start)
 }
 
 // heal runs before an access to mem[off:end] that touches the poisoned part:
@@ -310,37 +310,64 @@ func (m *Mapping) heal(op string, off, end int) error {
 		return m.truncatedError(op, off, end, size, nil)
 	}
 	err = m.file.Control(func(fd int) error {
-		err := m.remap(at, fd, unix.MAP_SHARED)
+		err := m.remapFile(at, fd)
 		if errors.Is(err, unix.EPERM) && m.writable.Load() {
 			// The peer sealed the memfd against future writes since Map:
 			// the kernel refuses new writable mappings. Heal read-only,
 			// and the Mapping is read-only from now on.
 			m.writable.Store(false)
-			err = m.remap(at, fd, unix.MAP_SHARED)
+			err = m.remapFile(at, fd)
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sealbuf: %s mapping: remap after the file grew back: %w", op, err)
+		return m.unhealedError(op, off, end, size, err)
 	}
 	m.poisonAt.Store(int64(len(m.mem)))
 	return nil
 }
 
-// remap maps over mem[start:] with MAP_FIXED: the file at offset start when
-// fd >= 0, anonymous memory otherwise.
-func (m *Mapping) remap(start int64, fd int, flags int) error {
-	prot := unix.PROT_READ
-	if m.writable.Load() {
-		prot |= unix.PROT_WRITE
-	}
-	off := start
-	if fd < 0 {
-		off = 0
-	}
-	length := uintptr(pageUp(len(m.mem)) - int(start))
-	_, err := unix.MmapPtr(fd, off, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), length, prot, flags|unix.MAP_FIXED)
+// mapZeros maps private anonymous zero pages over mem[start:] with
+// MAP_FIXED. Unlike a file (see remapFile), anonymous memory takes no
+// reservation that the kernel could refuse after dropping the old pages.
+func (m *Mapping) mapZeros(start int64) error {
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), m.tailLen(start), m.prot(),
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED)
 	return err
+}
+
+// remapFile maps the file at offset start over mem[start:], shared, or
+// fails leaving mem[start:] as it was. A MAP_FIXED mmap of a file can fail
+// after the kernel has dropped what was mapped there: hugetlbfs reserves
+// its pages only then, and fails when the pool cannot back them. That
+// would leave a hole in the address space, free for the next mmap of
+// anyone in the process, and the next heal would map the file over that
+// memory. So the file is mapped once elsewhere first: the probe takes
+// whatever the mapping needs (for a shared hugetlbfs mapping, the inode's
+// reservation of the range), and the MAP_FIXED after it finds it taken.
+func (m *Mapping) remapFile(start int64, fd int) error {
+	length := m.tailLen(start)
+	prot := m.prot()
+	probe, err := unix.MmapPtr(fd, start, nil, length, prot, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	_, err = unix.MmapPtr(fd, start, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), length, prot, unix.MAP_SHARED|unix.MAP_FIXED)
+	if uerr := unix.MunmapPtr(probe, length); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// tailLen is the length of the mapping from start on, in whole pages.
+func (m *Mapping) tailLen(start int64) uintptr { return uintptr(pageUp(len(m.mem)) - int(start)) }
+
+// prot is the protection of the mapping now.
+func (m *Mapping) prot() int {
+	if m.writable.Load() {
+		return unix.PROT_READ | unix.PROT_WRITE
+	}
+	return unix.PROT_READ
 }
 
 // The errors of a failed access all match ErrTruncated, as the caller's
@@ -402,8 +429,23 @@ func (m *Mapping) concurrentFaultError(op string, off, end int) error {
 	}
 }
 
+// unhealedError reports an access to bytes below the file's end (size
+// bytes) that cannot be mapped again after a truncation poisoned them:
+// remapping the file failed with cause.
+func (m *Mapping) unhealedError(op string, off, end int, size int64, cause error) error {
+	why := "mapping them failed"
+	if m.huge && errors.Is(cause, unix.ENOMEM) {
+		why = "the huge page pool has too few free pages to back them (raise /proc/sys/vm/nr_hugepages)"
+	}
+	return &truncatedError{
+		msg: m.accessPrefix(op, off, end) + fmt.Sprintf("the file was cut and has grown back to %d bytes, but its pages from offset %d on cannot be mapped again: %s (%v); "+
+			"until they can, only bytes below offset %d can be used", size, m.poisonAt.Load(), why, cause, m.poisonAt.Load()),
+		cause: cause,
+	}
+}
+
 // truncatedError matches ErrTruncated and, when it has one, its cause (the
-// *sigbus.FaultError of a fault).
+// *sigbus.FaultError of a fault, the error of a failed remap).
 type truncatedError struct {
 	msg   string
 	cause error
