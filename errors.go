@@ -15,7 +15,10 @@ var (
 	ErrNotSealed = errors.New("memfd is not sealed as required")
 
 	// ErrTooLarge is matched when a memfd is larger than the MaxSize policy
-	// allows, or too large to map at all.
+	// allows, or too large to map at all: larger than the address space, or
+	// refused by mmap with ENOMEM (no room left under RLIMIT_AS, or a
+	// hugetlbfs memfd the huge page pool cannot back), which then matches
+	// unix.ENOMEM too.
 	ErrTooLarge = errors.New("memfd is too large")
 
 	// ErrTruncated is matched when an access to a Mapping touched bytes past

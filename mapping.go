@@ -56,7 +56,8 @@ type Mapping struct {
 // Map maps the memfd f, shared: the peer's writes are visible, and WriteAt
 // reaches the memfd (when f is writable and not write-sealed). Len is fixed
 // at the file's size now. A non-memfd fails matching memfd.ErrNotMemfd;
-// MapRequire and MapMaxSize add checks (ErrNotSealed, ErrTooLarge).
+// MapRequire and MapMaxSize add checks (ErrNotSealed, ErrTooLarge). A memfd
+// that mmap cannot take (ENOMEM) fails matching ErrTooLarge, as for Open.
 //
 // On success the Mapping owns f; on error f stays the caller's, open and
 // unchanged.
@@ -81,6 +82,9 @@ func Map(f *os.File, opts ...MapOption) (*Mapping, error) {
 	var mem []byte
 	if writable {
 		mem, err = mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			err = mapError(file, size, err)
+		}
 	} else {
 		mem, err = mapReadOnly(file, size)
 	}

@@ -14,7 +14,10 @@ import (
 // matching memfd.ErrNotMemfd), that it carries at least the seals
 // shrink|grow|write plus any Require'd ones (or fails matching ErrNotSealed,
 // naming each missing seal), and that its size fits MaxSize (or fails
-// matching ErrTooLarge). Descriptors opened O_RDWR and O_RDONLY both work.
+// matching ErrTooLarge). A memfd that mmap cannot take (ENOMEM: too little
+// address space left, or on hugetlbfs too few free huge pages) fails
+// matching ErrTooLarge as well. Descriptors opened O_RDWR and O_RDONLY both
+// work.
 //
 // On success the Sealed owns f: close the Sealed, not f. On error f stays
 // the caller's, open and unchanged.
