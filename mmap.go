@@ -55,8 +55,12 @@ func mapReadOnly(file *memfd.File, size int) ([]byte, error) {
 // ENOMEM means the mapping does not fit: in the address space the process
 // may still use (RLIMIT_AS, vm.max_map_count, or no room at all), or, on
 // hugetlbfs, in the huge page pool. The result matches ErrTooLarge, as
-// New's does for a size it cannot map, and still the errno.
+// New's does for a size it cannot map, and still the errno. EACCES from a
+// descriptor opened O_WRONLY (which mmap cannot read) says so.
 func mapError(file *memfd.File, size int, err error) error {
+	if errors.Is(err, unix.EACCES) && writeOnly(file) {
+		return fmt.Errorf("%w: the descriptor is open write-only (O_WRONLY), and mmap needs read access: the sender must pass one opened O_RDONLY or O_RDWR", err)
+	}
 	if !errors.Is(err, unix.ENOMEM) {
 		return err
 	}
@@ -66,6 +70,16 @@ func mapError(file *memfd.File, size int, err error) error {
 	}
 	return fmt.Errorf("%w: %d bytes do not fit in the address space this process may still use (RLIMIT_AS, ulimit -v, vm.max_map_count): "+
 		"refuse memfds this large from peers (MaxSize, MapMaxSize), or raise the limit: %w", err, size, ErrTooLarge)
+}
+
+// writeOnly reports whether file's descriptor is open O_WRONLY.
+func writeOnly(file *memfd.File) bool {
+	var fl int
+	err := file.Control(func(fd int) (err error) {
+		fl, err = unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		return err
+	})
+	return err == nil && fl&unix.O_ACCMODE == unix.O_WRONLY
 }
 
 // onHugeTLBFS reports whether file is on hugetlbfs (false when it cannot
