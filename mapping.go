@@ -349,6 +349,9 @@ func (m *Mapping) mapZeros(start int64) error {
 // memory. So the file is mapped once elsewhere first: the probe takes
 // whatever the mapping needs (for a shared hugetlbfs mapping, the inode's
 // reservation of the range), and the MAP_FIXED after it finds it taken.
+// (A truncation landing between the two drops that reservation again; for
+// the hole to reappear, the pool must also be empty at that moment, within
+// a window of microseconds.)
 func (m *Mapping) remapFile(start int64, fd int) error {
 	length := m.tailLen(start)
 	prot := m.prot()
