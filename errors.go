@@ -15,12 +15,19 @@ var (
 	ErrNotSealed = errors.New("memfd is not sealed as required")
 
 	// ErrTooLarge is matched when a memfd is larger than the MaxSize policy
-	// allows, or too large to map at all.
+	// allows, or too large to map at all: larger than the address space, or
+	// refused by mmap with ENOMEM (no room left under RLIMIT_AS, or a
+	// hugetlbfs memfd the huge page pool cannot back), which then matches
+	// unix.ENOMEM too.
 	ErrTooLarge = errors.New("memfd is too large")
 
 	// ErrTruncated is matched when an access to a Mapping touched bytes past
 	// the file's current end: its peer truncated it. The access's results
 	// are undefined; the Mapping stays usable for bytes below the new end.
+	// It is matched too when a page inside the mapping is gone although the
+	// size did not change (a hole punched in a hugetlbfs memfd whose huge
+	// page pool is empty): the error's text says which happened, and the
+	// answer is the same.
 	ErrTruncated = errors.New("memfd was truncated by its peer")
 
 	// ErrTooManyFiles is matched when a received message carried more

@@ -24,7 +24,10 @@ import (
 //
 // Where the memfd is sealed against shrinking, no access can fault and the
 // guard is skipped; the contents may still change unless it is also sealed
-// against writing.
+// against writing. On hugetlbfs that takes a write or future_write seal as
+// well: without one, the peer can punch a page out, and touching it faults
+// once the huge page pool is empty; such a fault matches ErrTruncated too,
+// although the file's size did not change.
 //
 // Bytes of the mapping are never handed out: use ReadAt, WriteAt, or Access,
 // whose callback gets the window for its own duration only. After a fault
@@ -42,7 +45,8 @@ type Mapping struct {
 	mem      []byte
 	seals    memfd.Seals
 	writable atomic.Bool // cleared when healing finds the memfd future-write sealed
-	fixed    bool        // sealed against shrinking: the file never ends before len(mem)
+	fixed    bool        // faultFree: no access can fault, none is guarded
+	huge     bool        // on hugetlbfs
 
 	patch    sync.Mutex    // serialises poisoning and healing
 	faults   atomic.Uint64 // number of faults so far; an access that sees it change failed
@@ -52,7 +56,8 @@ type Mapping struct {
 // Map maps the memfd f, shared: the peer's writes are visible, and WriteAt
 // reaches the memfd (when f is writable and not write-sealed). Len is fixed
 // at the file's size now. A non-memfd fails matching memfd.ErrNotMemfd;
-// MapRequire and MapMaxSize add checks (ErrNotSealed, ErrTooLarge).
+// MapRequire and MapMaxSize add checks (ErrNotSealed, ErrTooLarge). A memfd
+// that mmap cannot take (ENOMEM) fails matching ErrTooLarge, as for Open.
 //
 // On success the Mapping owns f; on error f stays the caller's, open and
 // unchanged.
@@ -77,13 +82,16 @@ func Map(f *os.File, opts ...MapOption) (*Mapping, error) {
 	var mem []byte
 	if writable {
 		mem, err = mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			err = mapError(file, size, err)
+		}
 	} else {
 		mem, err = mapReadOnly(file, size)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sealbuf: map: %w", err)
 	}
-	m := &Mapping{file: file, mem: mem, seals: seals, fixed: seals.Has(memfd.SealShrink)}
+	m := &Mapping{file: file, mem: mem, seals: seals, fixed: faultFree(info), huge: info.HugeTLB}
 	m.writable.Store(writable)
 	m.poisonAt.Store(int64(size))
 	return m, nil
@@ -229,7 +237,7 @@ func (m *Mapping) access(op string, off, end int, write bool, fn func(mem []byte
 		return m.fault(op, off, end, err)
 	}
 	if m.faults.Load() != epoch {
-		return m.truncatedError(op, off, end, -1, nil)
+		return m.concurrentFaultError(op, off, end)
 	}
 	size, err := m.file.Size()
 	if err != nil {
@@ -245,6 +253,8 @@ func (m *Mapping) access(op string, off, end int, write bool, fn func(mem []byte
 // file's end with zero pages and counts the fault (failing every access
 // running now), and returns the error. A fault in a read-only mapping is
 // reported the same way: it cannot be told from a truncation undone at once.
+// A fault below the file's end is no truncation: a page inside the mapping
+// is gone (see lostPageError).
 func (m *Mapping) fault(op string, off, end int, err error) error {
 	size, serr := m.file.Size()
 	if serr != nil {
@@ -253,6 +263,14 @@ func (m *Mapping) fault(op string, off, end int, err error) error {
 	m.poison(size)
 	if serr != nil {
 		size = -1
+	}
+	if fe, ok := errors.AsType[*sigbus.FaultError](err); ok && fe.Offset < size {
+		if m.huge {
+			return m.lostPageError(op, off, end, size, fe.Offset, err)
+		}
+		// On tmpfs a page below the end never faults (a hole gets a fresh
+		// zero page): the file was cut and grown back since the fault.
+		return m.regrownError(op, off, end, size, err)
 	}
 	return m.truncatedError(op, off, end, size, err)
 }
@@ -275,7 +293,7 @@ func (m *Mapping) poison(size int64) {
 	}
 	m.poisonAt.Store(start)
 	m.faults.Add(1)
-	m.remap(start, -1, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	_ = m.mapZeros(start)
 }
 
 // heal runs before an access to mem[off:end] that touches the poisoned part:
@@ -296,58 +314,151 @@ func (m *Mapping) heal(op string, off, end int) error {
 		return m.truncatedError(op, off, end, size, nil)
 	}
 	err = m.file.Control(func(fd int) error {
-		err := m.remap(at, fd, unix.MAP_SHARED)
+		err := m.remapFile(at, fd)
 		if errors.Is(err, unix.EPERM) && m.writable.Load() {
 			// The peer sealed the memfd against future writes since Map:
 			// the kernel refuses new writable mappings. Heal read-only,
 			// and the Mapping is read-only from now on.
 			m.writable.Store(false)
-			err = m.remap(at, fd, unix.MAP_SHARED)
+			err = m.remapFile(at, fd)
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sealbuf: %s mapping: remap after the file grew back: %w", op, err)
+		return m.unhealedError(op, off, end, size, err)
 	}
 	m.poisonAt.Store(int64(len(m.mem)))
 	return nil
 }
 
-// remap maps over mem[start:] with MAP_FIXED: the file at offset start when
-// fd >= 0, anonymous memory otherwise.
-func (m *Mapping) remap(start int64, fd int, flags int) error {
-	prot := unix.PROT_READ
-	if m.writable.Load() {
-		prot |= unix.PROT_WRITE
-	}
-	off := start
-	if fd < 0 {
-		off = 0
-	}
-	length := uintptr(pageUp(len(m.mem)) - int(start))
-	_, err := unix.MmapPtr(fd, off, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), length, prot, flags|unix.MAP_FIXED)
+// mapZeros maps private anonymous zero pages over mem[start:] with
+// MAP_FIXED. Unlike a file (see remapFile), anonymous memory takes no
+// reservation that the kernel could refuse after dropping the old pages.
+func (m *Mapping) mapZeros(start int64) error {
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), m.tailLen(start), m.prot(),
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED)
 	return err
 }
 
+// remapFile maps the file at offset start over mem[start:], shared, or
+// fails leaving mem[start:] as it was. A MAP_FIXED mmap of a file can fail
+// after the kernel has dropped what was mapped there: hugetlbfs reserves
+// its pages only then, and fails when the pool cannot back them. That
+// would leave a hole in the address space, free for the next mmap of
+// anyone in the process, and the next heal would map the file over that
+// memory. So the file is mapped once elsewhere first: the probe takes
+// whatever the mapping needs (for a shared hugetlbfs mapping, the inode's
+// reservation of the range), and the MAP_FIXED after it finds it taken.
+// (A truncation landing between the two drops that reservation again; for
+// the hole to reappear, the pool must also be empty at that moment, within
+// a window of microseconds.)
+func (m *Mapping) remapFile(start int64, fd int) error {
+	length := m.tailLen(start)
+	prot := m.prot()
+	probe, err := unix.MmapPtr(fd, start, nil, length, prot, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	_, err = unix.MmapPtr(fd, start, unsafe.Pointer(unsafe.SliceData(m.mem[start:])), length, prot, unix.MAP_SHARED|unix.MAP_FIXED)
+	if uerr := unix.MunmapPtr(probe, length); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// tailLen is the length of the mapping from start on, in whole pages.
+func (m *Mapping) tailLen(start int64) uintptr { return uintptr(pageUp(len(m.mem)) - int(start)) }
+
+// prot is the protection of the mapping now.
+func (m *Mapping) prot() int {
+	if m.writable.Load() {
+		return unix.PROT_READ | unix.PROT_WRITE
+	}
+	return unix.PROT_READ
+}
+
+// The errors of a failed access all match ErrTruncated, as the caller's
+// answer is the same (drop what the access produced; bytes below the file's
+// end stay usable), but each says what happened.
+
+// accessPrefix starts the message of an access's error.
+func (m *Mapping) accessPrefix(op string, off, end int) string {
+	return fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: ", op, m.file.Name(), off, end, len(m.mem))
+}
+
+// truncatedError reports an access touching bytes past the file's end,
+// which is size bytes now (-1: unknown).
 func (m *Mapping) truncatedError(op string, off, end int, size int64, cause error) error {
 	now := "shorter"
 	if size >= 0 {
 		now = fmt.Sprintf("%d bytes", size)
 	}
 	return &truncatedError{
-		msg:   fmt.Sprintf("sealbuf: %s mapping %q: bytes [%d, %d) of %d: the file is now %s; only bytes below its end can be used", op, m.file.Name(), off, end, len(m.mem), now),
+		msg:   m.accessPrefix(op, off, end) + "the file is now " + now + "; only bytes below its end can be used: " + ErrTruncated.Error(),
 		cause: cause,
 	}
 }
 
-// truncatedError matches ErrTruncated and, when the access faulted, the
-// *sigbus.FaultError; its text stays short.
+// regrownError reports an access that faulted past the file's end, which
+// is size bytes again by now.
+func (m *Mapping) regrownError(op string, off, end int, size int64, cause error) error {
+	return &truncatedError{
+		msg:   m.accessPrefix(op, off, end) + fmt.Sprintf("the file was cut during the access (it has grown back to %d bytes since); what the access produced is invalid: ", size) + ErrTruncated.Error(),
+		cause: cause,
+	}
+}
+
+// lostPageError reports a fault at offset at, below the file's end (size
+// bytes): the page was there when the mapping was made, and is no more.
+func (m *Mapping) lostPageError(op string, off, end int, size, at int64, cause error) error {
+	return &truncatedError{
+		msg: m.accessPrefix(op, off, end) + fmt.Sprintf("the file's size did not change (it still has %d bytes; the access faulted at offset %d), "+
+			"but a page inside the mapping is gone: a hole punched in a hugetlbfs memfd whose huge page pool is empty, or memory the kernel could not supply; "+
+			"what the access produced is invalid, and the page faults again until the pool has a free page (it then reads as zeros)", size, at),
+		cause: cause,
+	}
+}
+
+// concurrentFaultError reports an access that did not fault itself but ran
+// while another access to the mapping faulted.
+func (m *Mapping) concurrentFaultError(op string, off, end int) error {
+	size, err := m.file.Size()
+	if err != nil || size < int64(end) {
+		if err != nil {
+			size = -1
+		}
+		return m.truncatedError(op, off, end, size, nil)
+	}
+	return &truncatedError{
+		msg: m.accessPrefix(op, off, end) + fmt.Sprintf("another access faulted inside the mapping while this one ran, and the file (%d bytes now) covers these bytes: "+
+			"it was cut and has grown back, or a page inside the mapping is gone (a hole punched in a hugetlbfs memfd whose huge page pool is empty); "+
+			"what the access produced is invalid", size),
+	}
+}
+
+// unhealedError reports an access to bytes below the file's end (size
+// bytes) that cannot be mapped again after a truncation poisoned them:
+// remapping the file failed with cause.
+func (m *Mapping) unhealedError(op string, off, end int, size int64, cause error) error {
+	why := "mapping them failed"
+	if m.huge && errors.Is(cause, unix.ENOMEM) {
+		why = "the huge page pool has too few free pages to back them (raise /proc/sys/vm/nr_hugepages)"
+	}
+	return &truncatedError{
+		msg: m.accessPrefix(op, off, end) + fmt.Sprintf("the file was cut and has grown back to %d bytes, but its pages from offset %d on cannot be mapped again: %s (%v); "+
+			"until they can, only bytes below offset %d can be used", size, m.poisonAt.Load(), why, cause, m.poisonAt.Load()),
+		cause: cause,
+	}
+}
+
+// truncatedError matches ErrTruncated and, when it has one, its cause (the
+// *sigbus.FaultError of a fault, the error of a failed remap).
 type truncatedError struct {
 	msg   string
 	cause error
 }
 
-func (e *truncatedError) Error() string { return e.msg + ": " + ErrTruncated.Error() }
+func (e *truncatedError) Error() string { return e.msg }
 
 func (e *truncatedError) Unwrap() []error {
 	if e.cause == nil {

@@ -14,7 +14,10 @@ import (
 // matching memfd.ErrNotMemfd), that it carries at least the seals
 // shrink|grow|write plus any Require'd ones (or fails matching ErrNotSealed,
 // naming each missing seal), and that its size fits MaxSize (or fails
-// matching ErrTooLarge). Descriptors opened O_RDWR and O_RDONLY both work.
+// matching ErrTooLarge). A memfd that mmap cannot take (ENOMEM: too little
+// address space left, or on hugetlbfs too few free huge pages) fails
+// matching ErrTooLarge as well. Descriptors opened O_RDWR and O_RDONLY both
+// work.
 //
 // On success the Sealed owns f: close the Sealed, not f. On error f stays
 // the caller's, open and unchanged.
@@ -29,7 +32,9 @@ func Open(f *os.File, opts ...OpenOption) (*Sealed, error) {
 	return s, nil
 }
 
-// openWith is Open with its policy made; its errors name no operation.
+// openWith is Open with its policy made; its errors name no operation. It
+// requires shrink|grow|write whatever p says: a Sealed's bytes are read
+// without a fault guard, which only those seals make safe.
 func openWith(f *os.File, p openPolicy) (*Sealed, error) {
 	file, info, err := memfd.Adopt(f)
 	if err != nil {
@@ -37,7 +42,7 @@ func openWith(f *os.File, p openPolicy) (*Sealed, error) {
 	}
 	// From here on f must stay open on error: file wraps f without owning
 	// it until Open succeeds, so error paths drop file without closing it.
-	size, err := verifyInfo(file.Name(), info, p.require, p.maxSize)
+	size, err := verifyInfo(file.Name(), info, p.require|memfd.SealImmutable, p.maxSize)
 	if err != nil {
 		return nil, err
 	}

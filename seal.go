@@ -35,6 +35,21 @@ func verifyInfo(name string, info memfd.Info, require memfd.Seals, maxSize int64
 	return int(info.Size), nil
 }
 
+// faultFree reports whether a mapping of a memfd's first info.Size bytes
+// can never fault, whatever the memfd's other holders do, so that reading
+// it needs no guard. Sealed against shrinking, the file never ends before
+// the mapping does. A page can still be punched out of it (fallocate
+// PUNCH_HOLE, refused only under a write or future_write seal): on tmpfs
+// the next access gets a fresh zero page, but on hugetlbfs it needs a free
+// huge page and raises SIGBUS when the pool has none, and anyone on the
+// machine can empty the pool. So on hugetlbfs shrink alone is not enough.
+func faultFree(info memfd.Info) bool {
+	if !info.Seals.Has(memfd.SealShrink) {
+		return false
+	}
+	return !info.HugeTLB || info.Seals&(memfd.SealWrite|memfd.SealFutureWrite) != 0
+}
+
 func notSealedError(name string, missing, has memfd.Seals) error {
 	return fmt.Errorf("memfd %q is not sealed against %s (has %s): the sender must Seal the buffer (or add these seals) before sending it: %w",
 		name, missing, has, ErrNotSealed)

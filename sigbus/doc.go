@@ -3,7 +3,10 @@
 // A process that maps a file it does not control — a memfd received from a
 // peer without F_SEAL_SHRINK, say — can be killed at any moment: when the peer
 // truncates the file, every access to a page past the new end raises SIGBUS,
-// and the Go runtime's default answer is "fatal error: fault". [Guard] runs a
+// and the Go runtime's default answer is "fatal error: fault". (On hugetlbfs
+// a page the peer punched out of the file faults the same way, inside the
+// file's size, whenever the huge page pool has no free page to replace it;
+// F_SEAL_SHRINK does not prevent that, F_SEAL_WRITE does.) [Guard] runs a
 // function with [runtime/debug.SetPanicOnFault] enabled, recovers the panic
 // the runtime raises instead, checks that the fault address lies inside the
 // guarded slice and returns a [*FaultError]. Any other panic, including a
