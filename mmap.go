@@ -5,35 +5,21 @@ package sealbuf
 import (
 	"errors"
 	"fmt"
-	"os"
-	"unsafe"
 
-	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/mmap"
+	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// The library maps with unix.MmapPtr/MunmapPtr rather than unix.Mmap or
-// mmap-go: it needs MAP_FIXED (to patch a truncated Mapping in place) and
-// MAP_POPULATE, and the global mapper of unix.Mmap serialises every munmap
-// behind one mutex. Every mapping below is unmapped with unmap, never with
-// unix.Munmap.
+// The root maps through internal/mmap (unix.MmapPtr: MAP_FIXED and
+// MAP_POPULATE, and no global mapper serialising munmap), which the pool
+// shares; every mapping is released with unmap, never unix.Munmap.
 
 // mapFile maps the first size bytes of file. Size 0 maps nothing and
 // returns an empty, non-nil slice.
 func mapFile(file *memfd.File, size int, prot, flags int) ([]byte, error) {
-	if size == 0 {
-		return []byte{}, nil
-	}
-	var mem []byte
-	err := file.Control(func(fd int) error {
-		p, err := unix.MmapPtr(fd, 0, nil, uintptr(size), prot, flags)
-		if err != nil {
-			return os.NewSyscallError("mmap", err)
-		}
-		mem = unsafe.Slice((*byte)(p), size)
-		return nil
-	})
-	return mem, err
+	return mmap.File(file, size, prot, flags)
 }
 
 // mapReadOnly maps a write-sealed memfd read-only and shared, falling back to
@@ -91,14 +77,9 @@ func onHugeTLBFS(file *memfd.File) bool {
 }
 
 // unmap releases a mapping made by mapFile. Empty slices map nothing.
-func unmap(mem []byte) error {
-	if len(mem) == 0 {
-		return nil
-	}
-	return os.NewSyscallError("munmap", unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(mem)), uintptr(len(mem))))
-}
+func unmap(mem []byte) error { return mmap.Unmap(mem) }
 
 // pageSize is the size of a normal page.
-var pageSize = os.Getpagesize()
+var pageSize = mmap.PageSize
 
-func pageUp(n int) int { return (n + pageSize - 1) &^ (pageSize - 1) }
+func pageUp(n int) int { return mmap.PageUp(n) }

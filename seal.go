@@ -8,13 +8,14 @@ import (
 	"math"
 	"time"
 
-	"github.com/sealbuf/sealbuf/memfd"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/mmap"
+	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// maxMappable is the largest size sealbuf tries to map: 128 TiB, the whole
-// user address space of x86-64 with 4-level page tables.
-const maxMappable int64 = 1 << 47
+// maxMappable is the largest size sealbuf tries to map (mmap.MaxMappable).
+const maxMappable = mmap.MaxMappable
 
 // verifyInfo applies a policy to what adoption observed, before anything is
 // mapped: the seals present must include require (required ⊆ present, never
