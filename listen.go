@@ -136,7 +136,11 @@ func Dial(path string, opts ...ConnOption) (*Conn, error) {
 func Pair(opts ...ConnOption) (*Conn, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sealbuf: pair: %w: raise the descriptor limit (ulimit -n) or close unused descriptors", os.NewSyscallError("socketpair", err))
+		hint := ""
+		if err == unix.EMFILE || err == unix.ENFILE {
+			hint = ": close descriptors you no longer need, or raise the limit (ulimit -n)"
+		}
+		return nil, nil, fmt.Errorf("sealbuf: pair: %w%s", os.NewSyscallError("socketpair", err), hint)
 	}
 	mine := os.NewFile(uintptr(fds[0]), "sealbuf-pair")
 	theirs := os.NewFile(uintptr(fds[1]), "sealbuf-pair")
@@ -179,9 +183,9 @@ func FileConn(f *os.File, opts ...ConnOption) (*Conn, error) {
 }
 
 // ExtraFile adopts the UNIX socket this process inherited as entry i of its
-// parent's exec.Cmd.ExtraFiles — descriptor 3+i, however the parent put it
-// there (Python's pass_fds, a shell's 3<&) — and returns it as an *os.File
-// that the caller owns. Hand it to FileConn:
+// parent's exec.Cmd.ExtraFiles — descriptor 3+i, however it got there
+// (ExtraFiles, Python's subprocess pass_fds, a shell redirection) — and
+// returns it as an *os.File that the caller owns. Hand it to FileConn:
 //
 //	f, err := sealbuf.ExtraFile(0) // the parent's cmd.ExtraFiles[0], from Pair
 //	if err != nil {
@@ -291,6 +295,9 @@ func checkSocketFD(fd int, conn bool) error {
 	}
 	if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && acc != 0 {
 		return errors.New("it is a listening socket, not a connection: accept on it (net.FileListener) and wrap each accepted connection, or use Listen")
+	}
+	if _, err := unix.Getpeername(fd); err == unix.ENOTCONN {
+		return errors.New("it is a UNIX socket that is not connected: connect it first, or use Pair or Dial")
 	}
 	return nil
 }

@@ -528,6 +528,11 @@ func TestFileConnRefuses(t *testing.T) {
 			require.NoError(t, unix.Close(fds[1]))
 			return os.NewFile(uintptr(fds[0]), "dgram")
 		}, "a datagram UNIX socket"},
+		{"unconnected unix socket", func(t *testing.T) *os.File {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			require.NoError(t, err)
+			return os.NewFile(uintptr(fd), "unconnected")
+		}, "a UNIX socket that is not connected"},
 		{"unix listener", func(t *testing.T) *os.File {
 			l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: listenAbstract(), Net: "unixpacket"})
 			require.NoError(t, err)
@@ -947,4 +952,14 @@ func TestListenerCloseWhileAccepting(t *testing.T) {
 		require.ErrorIs(t, err, os.ErrNotExist, "Close removes the socket file")
 	}
 	require.Equal(t, before, countFDs(t), "descriptors")
+}
+
+// TestFileConnPeerGone: a socket whose other end is already closed is still
+// a connection: FileConn takes it, and Receive reads io.EOF.
+func TestFileConnPeerGone(t *testing.T) {
+	c, f, err := sealbuf.Pair()
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	d := listenFileConn(t, f)
+	listenRequireEOF(t, d)
 }
