@@ -454,7 +454,7 @@ func dialHint(path string, err error) error {
 		if fi, serr := os.Lstat(path); serr == nil && fi.Mode().Type() != fs.ModeSocket {
 			hint = "the path is " + modeKind(fi.Mode()) + ", not a socket: check the path"
 		} else {
-			hint = "a socket file is there but nothing listens on it (its listener exited without removing it): start the listener, which replaces it"
+			hint = "a socket file is there but nothing listens on it (its listener exited without removing it, or is still starting): start the listener, which replaces a stale file, or retry"
 		}
 	case errors.Is(err, syscall.EPROTOTYPE):
 		hint = "the socket there is not a \"unixpacket\" listener: make the listener use sealbuf.Listen (or \"unixpacket\")"
