@@ -17,8 +17,8 @@ import (
 // A parent starts its consumer with one end of a socket pair as the child's
 // descriptor 3, and sends it sealed buffers. The consumer adopts the socket
 // with ExtraFile, wraps it with FileConn, and reads the buffers in place.
-// Neither side touches a descriptor number, so cmd/iosafety has nothing to
-// report.
+// Neither side touches a descriptor number, so the iosafety checker has
+// nothing to report.
 func ExamplePair() {
 	conn, theirs, err := sealbuf.Pair()
 	if err != nil {
