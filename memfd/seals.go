@@ -6,22 +6,46 @@ import (
 	"strings"
 )
 
-// Seals is a set of memfd seals (fcntl F_ADD_SEALS / F_GET_SEALS bits).
+// Seals is a set of memfd seals (fcntl F_ADD_SEALS / F_GET_SEALS bits; see
+// fcntl(2), "File Sealing"). Its bits, in kernel bit order:
+//
+//	SealSeal         0x01  the set of seals can no longer change
+//	SealShrink       0x02  the file cannot get smaller
+//	SealGrow         0x04  the file cannot get larger
+//	SealWrite        0x08  the contents cannot change
+//	SealFutureWrite  0x10  no new writes or writable mappings
+//	SealExec         0x20  the exec permission bits cannot change
+//
+// String prints them as seal|shrink|grow|write|future_write|exec.
 type Seals uint32
 
-// The seals, in kernel bit order. See fcntl(2) "File Sealing".
-const (
-	SealSeal        Seals = 0x01 // F_SEAL_SEAL: the seal set itself can no longer change
-	SealShrink      Seals = 0x02 // F_SEAL_SHRINK: the file cannot get smaller
-	SealGrow        Seals = 0x04 // F_SEAL_GROW: the file cannot get larger
-	SealWrite       Seals = 0x08 // F_SEAL_WRITE: the contents cannot change
-	SealFutureWrite Seals = 0x10 // F_SEAL_FUTURE_WRITE: no new writable mappings or writes; existing writable mappings stay
-	SealExec        Seals = 0x20 // F_SEAL_EXEC: the exec permission bits cannot change (Linux 6.3+)
-)
+// SealSeal (F_SEAL_SEAL): the set of seals can no longer change; add it
+// last.
+const SealSeal Seals = 0x01
+
+// SealShrink (F_SEAL_SHRINK): the file cannot get smaller, so a mapping of
+// it can never fault through truncation.
+const SealShrink Seals = 0x02
+
+// SealGrow (F_SEAL_GROW): the file cannot get larger.
+const SealGrow Seals = 0x04
+
+// SealWrite (F_SEAL_WRITE): the contents cannot change, through write or a
+// mapping. Adding it fails with unix.EBUSY while a writable shared mapping
+// exists.
+const SealWrite Seals = 0x08
+
+// SealFutureWrite (F_SEAL_FUTURE_WRITE): no new writes or writable mappings;
+// writable mappings that already exist keep working.
+const SealFutureWrite Seals = 0x10
+
+// SealExec (F_SEAL_EXEC, Linux 6.3+): the exec permission bits cannot
+// change. Create's no-exec memfds get it from the kernel.
+const SealExec Seals = 0x20
 
 // SealImmutable is the set a consumer needs to treat the bytes as a plain,
 // fault-free, immutable []byte: no shrink, no grow, no write.
-const SealImmutable = SealShrink | SealGrow | SealWrite
+const SealImmutable Seals = SealShrink | SealGrow | SealWrite
 
 var sealNames = [...]string{"seal", "shrink", "grow", "write", "future_write", "exec"}
 

@@ -97,7 +97,11 @@ func StartPeer(c *net.UnixConn) (*Peer, error) {
 		return nil, fmt.Errorf("sealtest: start peer: %w", err)
 	}
 	out := &syncBuffer{}
-	cmd := exec.Command(exe, "-test.run=^$", "-test.bench=^$", "-test.fuzz=^$")
+	// No -test.fuzz=^$: a non-empty -test.fuzz needs -test.fuzzcachedir,
+	// so a binary without RunPeer would stop at flag parsing with a usage
+	// dump instead of running no tests and exiting, which is what lets
+	// start report the missing RunPeer. Fuzzing is off by default anyway.
+	cmd := exec.Command(exe, "-test.run=^$", "-test.bench=^$")
 	// A race-enabled binary sleeps a second at exit unless told not to.
 	cmd.Env = append(os.Environ(), peerEnv+"=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	cmd.ExtraFiles = []*os.File{child}
@@ -360,7 +364,7 @@ func (p *Peer) output() string {
 	if p.out == nil {
 		return ""
 	}
-	if s := p.out.String(); s != "" {
+	if s := strings.TrimRight(p.out.String(), "\n"); s != "" {
 		return "; its output:\n" + s
 	}
 	return ""

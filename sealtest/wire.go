@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -162,10 +163,14 @@ func writeCtl(ctl *net.UnixConn, b []byte, files []*os.File) error {
 }
 
 // readCtl receives one control packet into buf and returns its bytes and
-// the descriptors it carried, as files the caller owns. It returns io.EOF
-// (n == 0) when the other end is gone.
+// the descriptors it carried, as files the caller owns. It returns errEOF
+// when the other end is gone: the net package reports the empty read as
+// io.EOF, and a bare recvmsg as n == 0.
 func readCtl(ctl *net.UnixConn, buf, oob []byte) ([]byte, []*os.File, error) {
 	n, oobn, flags, _, err := ctl.ReadMsgUnix(buf, oob)
+	if errors.Is(err, io.EOF) {
+		err, n = nil, 0
+	}
 	files, perr := rightsFiles(oob[:oobn])
 	if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
 		err = errors.New("sealtest: control packet truncated")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -140,34 +139,28 @@ func errnoOf(err error) string {
 }
 
 // startConsumer re-executes this binary as the consumer, connected by a
-// unixpacket socketpair.
+// unixpacket socket pair (sealbuf.Pair): the consumer gets its end as
+// descriptor 3 and adopts it with sealbuf.ExtraFile.
 func startConsumer(stdout, stderr io.Writer) (*sealbuf.Conn, *exec.Cmd, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, os.NewSyscallError("socketpair", err)
-	}
-	mine, theirs := os.NewFile(uintptr(fds[0]), "producer"), os.NewFile(uintptr(fds[1]), "consumer")
-	defer theirs.Close()
 	exe, err := os.Executable()
 	if err != nil {
-		mine.Close()
+		return nil, nil, err
+	}
+	conn, theirs, err := sealbuf.Pair()
+	if err != nil {
 		return nil, nil, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childRoleEnv+"=demo-consumer")
-	cmd.ExtraFiles = []*os.File{theirs} // descriptor 3 in the child
+	cmd.ExtraFiles = []*os.File{theirs} // descriptor 3 in the child: sealbuf.ExtraFile(0)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		mine.Close()
-		return nil, nil, err
-	}
-	c, err := net.FileConn(mine)
-	mine.Close()
+	err = cmd.Start()
+	theirs.Close() // the child has its own copy; ours would hide its exit
 	if err != nil {
-		cmd.Process.Kill()
+		conn.Close()
 		return nil, nil, err
 	}
-	return sealbuf.NewConn(c.(*net.UnixConn)), cmd, nil
+	return conn, cmd, nil
 }
 
 func handOver(conn *sealbuf.Conn, size int, say func(string, ...any)) error {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -24,14 +23,15 @@ func demoConsumer() int {
 }
 
 func consume() error {
-	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the producer, adopted once at startup
-	f := os.NewFile(3, "socket")
-	c, err := net.FileConn(f)
-	f.Close()
+	f, err := sealbuf.ExtraFile(0) // the producer's cmd.ExtraFiles[0]: descriptor 3
 	if err != nil {
 		return err
 	}
-	conn := sealbuf.NewConn(c.(*net.UnixConn), sealbuf.WithReceivePolicy(sealbuf.MaxSize(256<<20)))
+	conn, err := sealbuf.FileConn(f, sealbuf.WithReceivePolicy(sealbuf.MaxSize(256<<20)))
+	if err != nil {
+		f.Close()
+		return err
+	}
 	defer conn.Close()
 	say := func(format string, a ...any) { fmt.Printf("  consumer: "+format+"\n", a...) }
 	header := make([]byte, 64)
@@ -107,8 +107,19 @@ func readWhileTruncated(conn *sealbuf.Conn) error {
 		}
 		passes++
 	}
-	say("read the whole buffer %d times, then the truncation hit: %v", passes, err)
-	say("errors.Is(err, sealbuf.ErrTruncated) = %v, and this process is still running", errors.Is(err, sealbuf.ErrTruncated))
+	switch {
+	case errors.Is(err, sealbuf.ErrTruncated):
+		when := "during the first pass over the buffer"
+		if passes > 0 {
+			when = fmt.Sprintf("after %d complete passes over the buffer", passes)
+		}
+		say("OK: the truncation came back as an error, not a SIGBUS (%s): %v", when, err)
+		say("errors.Is(err, sealbuf.ErrTruncated) = true, and this process is still running")
+	case err == nil:
+		say("FAILED: read the buffer %d times in 10s and never saw the truncation", passes)
+	default:
+		say("FAILED: reading returned %v, not sealbuf.ErrTruncated", err)
+	}
 	p := make([]byte, 4096)
 	_, rerr := m.ReadAt(p, 0)
 	say("the first 4 KiB, still inside the file, read fine: err = %v", rerr)

@@ -27,7 +27,7 @@ import (
 func init() {
 	register(command{
 		name: "inspect",
-		args: "[-json] [PID...]",
+		args: "[-json] [-all | PID...]",
 		help: "list the memfds that processes hold or map (like lsof, for memfds)",
 		run:  runInspect,
 	})
@@ -63,10 +63,12 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	asJSON := flags.Bool("json", false, "print one JSON object per line instead of a table")
+	allUsers := flags.Bool("all", false, "without PIDs, inspect every user's processes, not only your own")
 	printUsage := func() {
-		fmt.Fprintln(stderr, "usage: sealbuf inspect [-json] [PID...]")
+		fmt.Fprintln(stderr, "usage: sealbuf inspect [-json] [-all | PID...]")
 		fmt.Fprintln(stderr, "Lists the memfds each process holds (and those it still maps after closing them, FD \"-\").")
-		fmt.Fprintln(stderr, "Without PID, every process whose /proc entries this user may read.")
+		fmt.Fprintln(stderr, "Without PIDs, your own processes (those whose real UID is yours); with -all, every")
+		fmt.Fprintln(stderr, "process whose /proc entries you may read (all of them as root).")
 		flags.SetOutput(stderr)
 		flags.PrintDefaults()
 		flags.SetOutput(io.Discard)
@@ -83,26 +85,42 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		printUsage()
 		return err
 	}
-	all := len(pids) == 0
-	if all {
+	if *allUsers && len(pids) > 0 {
+		printUsage()
+		return errors.New("-all is for listing without PIDs: give PIDs or -all, not both")
+	}
+	scan := len(pids) == 0
+	if scan {
 		if pids, err = listPIDs(); err != nil {
 			return err
 		}
 	}
 
 	var rows []memfdRow
+	unreadable := 0
 	for _, pid := range pids {
+		if scan && !*allUsers && !ownProcess(pid) {
+			continue
+		}
 		warn := func(err error) { fmt.Fprintf(stderr, "pid %d: %v\n", pid, err) }
 		r, err := inspectPID(pid, warn)
 		if err != nil {
-			// Scanning everything, skip quietly what this user may not read
-			// and what exited meanwhile; a PID asked for is always answered.
-			if !all || !(errors.Is(err, errNoProcess) || errors.Is(err, fs.ErrPermission)) {
+			// Scanning, skip quietly what this user may not read and what
+			// exited meanwhile; a PID asked for is always answered.
+			switch {
+			case !scan:
+				warn(err)
+			case errors.Is(err, fs.ErrPermission):
+				unreadable++
+			case !errors.Is(err, errNoProcess):
 				warn(err)
 			}
 			continue
 		}
 		rows = append(rows, r...)
+	}
+	if *allUsers && unreadable > 0 {
+		fmt.Fprintf(stderr, "skipped %d processes whose descriptors you may not read: run as root to include them\n", unreadable)
 	}
 
 	if *asJSON {
@@ -160,6 +178,31 @@ func listPIDs() ([]int, error) {
 	}
 	slices.Sort(pids)
 	return pids, nil
+}
+
+// ownProcess reports whether pid's real UID is this process's: the
+// processes inspect lists without PIDs and without -all. A process that
+// cannot be read (gone meanwhile) is not.
+func ownProcess(pid int) bool {
+	uid, err := procUID(pid)
+	return err == nil && uid == os.Getuid()
+}
+
+// procUID returns the real UID of pid, from the Uid line of
+// /proc/PID/status, which every user may read.
+func procUID(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1, procErr(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return -1, fmt.Errorf("/proc/%d/status has no Uid line", pid)
 }
 
 var errNoProcess = errors.New("no such process")

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -103,7 +104,32 @@ func startHolder(t *testing.T) holder {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	cmd := exec.Command(exe)
+	return startHolderCmd(t, exec.Command(exe))
+}
+
+// startHolderAs is startHolder for a holder running as another user, uid:
+// it runs a copy of the test binary that the user may execute. Only root
+// may start it.
+func startHolderAs(t *testing.T, uid uint32) holder {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	dir, err := os.MkdirTemp("", "inspect-as")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	b, err := os.ReadFile(exe)
+	require.NoError(t, err)
+	cp := dir + "/inspect.test"
+	require.NoError(t, os.WriteFile(cp, b, 0o755))
+	cmd := exec.Command(cp)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	return startHolderCmd(t, cmd)
+}
+
+func startHolderCmd(t *testing.T, cmd *exec.Cmd) holder {
+	t.Helper()
 	cmd.Env = append(os.Environ(), testChildEnv+"="+roleInspectHolder)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -272,9 +298,50 @@ func TestInspectTable(t *testing.T) {
 	}
 }
 
-func TestInspectAllProcesses(t *testing.T) {
+// TestInspectOwnProcesses: without PIDs, inspect lists this user's
+// processes (and so the holder's memfds), with -all too.
+func TestInspectOwnProcesses(t *testing.T) {
 	h := startHolder(t)
+	for _, args := range [][]string{{"-json"}, {"-json", "-all"}} {
+		out, _, err := runInspectArgs(t, args...)
+		require.NoError(t, err)
+		rows := decodeRows(t, out)
+		requireHolderRows(t, h, rows)
+		if len(args) == 1 {
+			for _, r := range rows {
+				uid, err := procUID(r.PID)
+				if err == nil { // not exited meanwhile
+					require.Equal(t, os.Getuid(), uid, "row of another user's process without -all: %+v", r)
+				}
+			}
+		}
+	}
+	_, errOut, err := runInspectArgs(t, "-all", strconv.Itoa(h.pid))
+	require.ErrorContains(t, err, "give PIDs or -all, not both")
+	require.Contains(t, errOut, "usage: sealbuf inspect")
+}
+
+// TestInspectOtherUsers: another user's process is listed with -all or by
+// PID, not by default. Root only: it starts a holder as nobody.
+func TestInspectOtherUsers(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to start a process as another user")
+	}
+	const nobody = 65534
+	h := startHolderAs(t, nobody)
+	uid, err := procUID(h.pid)
+	require.NoError(t, err)
+	require.Equal(t, nobody, uid)
+
 	out, _, err := runInspectArgs(t, "-json")
+	require.NoError(t, err)
+	require.Empty(t, rowsOf(decodeRows(t, out), h.pid), "another user's process without -all")
+
+	out, _, err = runInspectArgs(t, "-json", "-all")
+	require.NoError(t, err)
+	requireHolderRows(t, h, decodeRows(t, out))
+
+	out, _, err = runInspectArgs(t, "-json", strconv.Itoa(h.pid))
 	require.NoError(t, err)
 	requireHolderRows(t, h, decodeRows(t, out))
 }
@@ -322,6 +389,7 @@ func TestInspectBadArguments(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, out)
 	require.Contains(t, errOut, "-json")
+	require.Contains(t, errOut, "-all")
 }
 
 func TestInspectHumanSize(t *testing.T) {
