@@ -580,6 +580,8 @@ class View:
         A second release raises DoubleReleaseError; after the reader's
         close(), ValueError. When the producer is gone the release is only
         local."""
+        if self._r.closed:
+            raise ValueError("sealbuf: pool: release on a closed PoolReader")
         if self._released:
             raise DoubleReleaseError("sealbuf: pool: release of slot %d generation %d: released already"
                                      % (self.slot, self.generation))

@@ -137,9 +137,13 @@ class PoolProducer:
             rsize, self.entry, self.msg_off = _pool.ring_layout(slots, max_header)
             self.ring_fd = os.memfd_create("test-pool-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             os.ftruncate(self.ring_fd, rsize if ring_size is None else ring_size)
-            fcntl.fcntl(self.ring_fd, F_ADD_SEALS, SHRINK | GROW | SEAL if ring_seals is None else ring_seals)
+            if ring_seals is None:
+                ring_seals = SHRINK | GROW | SEAL
+            fcntl.fcntl(self.ring_fd, F_ADD_SEALS, ring_seals & (SHRINK | GROW))
             self.ring = mmap.mmap(self.ring_fd, rsize if ring_size is None else ring_size, mmap.MAP_SHARED,
                                   mmap.PROT_READ | mmap.PROT_WRITE)
+            if ring_seals & ~(SHRINK | GROW):
+                fcntl.fcntl(self.ring_fd, F_ADD_SEALS, ring_seals & ~(SHRINK | GROW))
             self.words = memoryview(self.ring).cast("I")
             import ctypes
             self._anchor = ctypes.c_char.from_buffer(self.ring)
