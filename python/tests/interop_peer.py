@@ -10,6 +10,9 @@ socketpair as descriptor 3 where the role needs one:
                        messages and prints a JSON summary on stdout
     dial PATH          Python dials Go's listener
     listen PATH        Go dials Python's listener (prints "ready" first)
+    bench MODE N SIZE  the Go -> Python throughput run (python_bench_test.go):
+                       N messages of SIZE bytes, sealed or through a plain
+                       stream socket
 
 Not a test module itself (unittest discovers test*.py only)."""
 
@@ -20,6 +23,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -164,6 +168,38 @@ def role_listen(path: str) -> None:
                 b.close()
 
 
+def role_bench(mode: str, count: int, size: int) -> None:
+    """Receives count messages of size bytes, touches every page of each
+    (the bytes are then in this process's memory, as after a socket read)
+    and checks its sequence number; "ready" before, "done" after."""
+    sock = socket.socket(fileno=3)
+    if mode == "socket":
+        buf = bytearray(size)
+        mv = memoryview(buf)
+        sock.sendall(b"ready")
+        for i in range(count):
+            got = 0
+            while got < size:
+                n = sock.recv_into(mv[got:])
+                if n == 0:
+                    sys.exit("message %d: the peer hung up after %d bytes" % (i, got))
+                got += n
+            if struct.unpack_from("<Q", buf)[0] != i:
+                sys.exit("message %d: wrong sequence number" % i)
+        sock.sendall(b"done")
+        return
+    with sealbuf.Conn(sock) as conn:
+        conn.send(b"ready")
+        for i in range(count):
+            header, (b,) = conn.receive()
+            with b, b.view as v:
+                v[::4096].tobytes()  # touch every page: the mapping is made lazily by the kernel
+                seq = struct.unpack_from("<Q", v)[0]
+            if b.size != size or seq != (0 if mode == "sealed-reused" else i):
+                sys.exit("message %d: %d bytes, sequence number %d" % (i, b.size, seq))
+        conn.send(b"done")
+
+
 def main() -> None:
     role, args = sys.argv[1], sys.argv[2:]
     if role == "receive":
@@ -176,6 +212,8 @@ def main() -> None:
         role_dial(args[0])
     elif role == "listen":
         role_listen(args[0])
+    elif role == "bench":
+        role_bench(args[0], int(args[1]), int(args[2]))
     else:
         sys.exit("unknown role %r" % role)
 
