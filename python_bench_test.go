@@ -3,6 +3,7 @@
 package sealbuf_test
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -28,6 +29,8 @@ import (
 //     pwrite into a fresh memfd, then the seals) and sends it; Python's
 //     Conn.receive checks and maps it.
 //   - sealed-reused: Go sends the same Sealed each time: the handoff alone.
+//   - pool: a Pool of 4 slots of 8 MiB; Go copies each message into a
+//     slot (one copy), Python reads it in place and releases it.
 //
 // In every mode Python touches every page of every message (in the socket
 // mode the kernel's copy did) and checks its sequence number. The clock
@@ -39,7 +42,7 @@ func TestPythonThroughput(t *testing.T) {
 		t.Skip("a measurement, not a test: set SEALBUF_PYTHON_BENCH=1")
 	}
 	const size, count, rounds = 8 << 20, 32, 5
-	modes := []string{"socket", "sealed-fresh", "sealed-reused"}
+	modes := []string{"socket", "sealed-fresh", "sealed-reused", "pool"}
 	mibs := map[string][]float64{}
 	for range rounds {
 		for _, m := range modes {
@@ -88,6 +91,9 @@ func pyThroughputRun(t *testing.T, mode string, size, count int) time.Duration {
 	}
 	c, sock := pyPair(t, unix.SOCK_SEQPACKET)
 	py := pyStart(t, sock, "bench", mode, fmt.Sprint(count), fmt.Sprint(size))
+	if mode == "pool" {
+		return pyThroughputPool(t, c, py, src, count)
+	}
 	n, _, err := c.Receive(ack)
 	require.NoError(t, err, py.output(py.stderr))
 	require.Equal(t, "ready", string(ack[:n]))
@@ -112,6 +118,44 @@ func pyThroughputRun(t *testing.T, mode string, size, count int) time.Duration {
 	require.NoError(t, err, py.output(py.stderr))
 	require.Equal(t, "done", string(ack[:n]))
 	require.NoError(t, c.Close())
+	require.NoError(t, py.wait())
+	return d
+}
+
+// pyThroughputPool is pyThroughputRun's pool mode: the clock runs from the
+// first Acquire after a warm-up message until every slot is back.
+func pyThroughputPool(t *testing.T, c *sealbuf.Conn, py *pyProc, src []byte, count int) time.Duration {
+	const slots = 4
+	p, err := sealbuf.NewPool(c, slots, len(src))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	send := func(seq int) {
+		s, err := p.Acquire(ctx)
+		require.NoError(t, err, py.output(py.stderr))
+		binary.LittleEndian.PutUint64(src, uint64(seq))
+		copy(s.Bytes(), src)
+		require.NoError(t, s.Send(len(src), fmt.Appendf(nil, "%d", seq)))
+	}
+	drain := func() { // every slot back: Python has read and released everything
+		held := make([]sealbuf.Slot, slots)
+		for i := range held {
+			held[i], err = p.Acquire(ctx)
+			require.NoError(t, err, py.output(py.stderr))
+		}
+		for _, s := range held {
+			require.NoError(t, s.Discard())
+		}
+	}
+	send(-1)
+	drain()
+	start := time.Now()
+	for i := range count {
+		send(i)
+	}
+	drain()
+	d := time.Since(start)
+	require.NoError(t, p.Close())
 	require.NoError(t, py.wait())
 	return d
 }

@@ -171,7 +171,8 @@ def role_listen(path: str) -> None:
 def role_bench(mode: str, count: int, size: int) -> None:
     """Receives count messages of size bytes, touches every page of each
     (the bytes are then in this process's memory, as after a socket read)
-    and checks its sequence number; "ready" before, "done" after."""
+    and checks its sequence number; "ready" before, "done" after (a pool:
+    a warm-up message before, and the releases say when it is done)."""
     sock = socket.socket(fileno=3)
     if mode == "socket":
         buf = bytearray(size)
@@ -187,6 +188,23 @@ def role_bench(mode: str, count: int, size: int) -> None:
             if struct.unpack_from("<Q", buf)[0] != i:
                 sys.exit("message %d: wrong sequence number" % i)
         sock.sendall(b"done")
+        return
+    if mode == "pool":
+        with sealbuf.accept_pool(sealbuf.Conn(sock)) as reader:
+            i = -1  # a first message, "warm-up", before the clock starts
+            while True:
+                try:
+                    header, v = reader.receive()
+                except EOFError:
+                    break
+                with v:
+                    v.view[::4096].tobytes()
+                    seq = struct.unpack_from("<q", v.view)[0]
+                if v.size != size or seq != i:
+                    sys.exit("message %d: %d bytes, sequence number %d" % (i, v.size, seq))
+                i += 1
+        if i != count:
+            sys.exit("received %d messages, want %d" % (i, count))
         return
     with sealbuf.Conn(sock) as conn:
         conn.send(b"ready")
