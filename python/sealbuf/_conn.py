@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -60,13 +61,22 @@ class Conn:
         even twice in one message. A closed Sealed raises ValueError. No bufs:
         a header-only message; over SOCK_SEQPACKET an empty header with no
         buffers is refused (it would read as end of file)."""
-        fds = []
         for i, b in enumerate(bufs):
             if not isinstance(b, Sealed):
                 raise TypeError("sealbuf: send: buffer %d is a %s, not a Sealed (send_files sends raw descriptors)"
                                 % (i, type(b).__name__))
-            fds.append(b.fileno())
-        self.send_files(header, *fds)
+        # Borrow every buffer for the whole send, as Go borrows through
+        # RawConn.Control: a close() in another thread waits, so no number
+        # can be closed and reused (and the wrong file sent) meanwhile.
+        with contextlib.ExitStack() as borrowed:
+            for b in sorted({id(b): b for b in bufs}.values(), key=id):
+                borrowed.enter_context(b._lock)
+            fds = []
+            for i, b in enumerate(bufs):
+                if b._fd < 0:
+                    raise ValueError("sealbuf: send: buffer %d (%r) is closed" % (i, b.name))
+                fds.append(b._fd)
+            self.send_files(header, *fds)
 
     def send_files(self, header: bytes, *fds: int) -> None:
         """Sends header and any descriptors, memfds or not, with no checks:

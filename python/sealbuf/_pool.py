@@ -478,9 +478,9 @@ class PoolReader:
         producer that is gone makes it local only."""
         try:
             with self._send_lock:
+                if self._closed:
+                    return
                 if self._ring is not None:
-                    if self._closed:
-                        return
                     self._ring.publish_release(slot, gen)
                     if self._ring.claim_wake() != RING_SOCKET:
                         return

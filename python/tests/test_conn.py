@@ -148,6 +148,18 @@ class ConnTest(Case):
                     os.close(fd)
         self.each_type(run)
 
+    def test_send_closed_or_foreign(self):
+        def run(a, b, typ):
+            s = sealbuf.from_bytes(b"gone")
+            ok = self.closing(sealbuf.from_bytes(b"ok"))
+            s.close()
+            with self.assertRaises(ValueError):
+                a.send(b"closed", ok, s)  # nothing is sent
+            with self.assertRaises(TypeError):
+                a.send(b"raw", 0)  # a raw descriptor goes through send_files
+            self.expect_next(a, b)
+        self.each_type(run)
+
     def test_many_descriptors(self):
         def run(a, b, typ):
             s = self.closing(sealbuf.from_bytes(b"many"))
