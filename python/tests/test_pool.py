@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from support import FUTURE_WRITE, GROW, SEAL, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts, memfd, pair
+from support import FUTURE_WRITE, GROW, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts, memfd, pair
 
 import sealbuf
 from sealbuf import _futex
