@@ -1,0 +1,293 @@
+"""The pool reader against a producer written from docs/pool.md, both
+flavours (socket records, futex ring) over both socket types: messages,
+releases, the hang-up, and every refusal."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+import unittest
+
+from support import FUTURE_WRITE, GROW, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts, memfd, pair
+
+import sealbuf
+from sealbuf import _futex
+
+FLAVOURS = [("socket", False)] + ([("futex", True)] if _futex.supported() else [])
+
+
+class PoolTest(Case):
+    def each(self, fn, flavours=FLAVOURS, **kw):
+        for tname, typ in SOCKET_TYPES:
+            for fname, futex in flavours:
+                with self.subTest(socket=tname, flavour=fname):
+                    a, b = pair(typ)
+                    p = PoolProducer(a, futex=futex, **kw)
+                    try:
+                        r = sealbuf.accept_pool(b)
+                    except BaseException:
+                        p.close()
+                        b.close()
+                        raise
+                    try:
+                        fn(p, r)
+                    finally:
+                        r.close()
+                        p.close()
+
+    def test_messages_and_releases(self):
+        def run(p, r):
+            self.assertEqual((4, 4096, 64), (r.slots, r.slot_size, r.max_header))
+            self.assertEqual(p.futex, r.futex)
+            self.assertEqual(SHRINK | GROW | FUTURE_WRITE, int(r.seals) & (SHRINK | GROW | FUTURE_WRITE))
+            for rnd in range(3):
+                gens = [p.send(i, b"slot %d round %d" % (i, rnd), header=b"h%d" % i) for i in range(4)]
+                views = []
+                for i in range(4):
+                    h, v = r.receive()
+                    self.assertEqual(b"h%d" % i, h)
+                    self.assertEqual((i, gens[i], len(b"slot %d round %d" % (i, rnd))), (v.slot, v.generation, v.size))
+                    self.assertTrue(v.view.readonly)
+                    self.assertEqual(b"slot %d round %d" % (i, rnd), bytes(v.view))
+                    views.append(v)
+                for v in views:
+                    v.release()
+                    self.assertTrue(v.released)
+                    with self.assertRaises(ValueError):
+                        v.view
+                self.assertEqual(sorted((i, gens[i]) for i in range(4)), sorted(p.releases(4)))
+            # Zero-length messages and full slots.
+            p.send(0, b"")
+            h, v = r.receive()
+            self.assertEqual((b"", 0, b""), (h, v.size, bytes(v.view)))
+            v.release()
+            p.send(1, b"z" * 4096, header=b"m" * 64)
+            h, v = r.receive()
+            self.assertEqual((b"m" * 64, b"z" * 4096), (h, v.snapshot()))
+            with v:
+                pass  # a View is a context manager: released on exit
+            self.assertEqual(2, len(p.releases(2)))
+        self.each(run)
+
+    def test_read_only_and_unwritable(self):
+        def run(p, r):
+            p.send(0, b"ro")
+            h, v = r.receive()
+            with self.assertRaises(TypeError):
+                v.view[0] = 1
+            # future_write: no new writable mapping of the pool, not even ours
+            import mmap
+            with self.assertRaises(PermissionError):
+                mmap.mmap(p.fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            v.release()
+        self.each(run)
+
+    def test_producer_hangup(self):
+        def run(p, r):
+            p.send(0, b"before")
+            p.send(1, b"hang-up")
+            p.conn.socket.shutdown(socket.SHUT_RDWR)
+            h, v0 = r.receive()
+            h, v1 = r.receive()
+            self.assertEqual(b"hang-up", bytes(v1.view))
+            with self.assertRaises(EOFError):
+                r.receive()
+            self.assertEqual(b"before", bytes(v0.view))  # held views stay readable
+            v0.release()  # local only: the producer is gone
+            v1.release()
+        self.each(run)
+
+    def test_waits_for_messages(self):
+        def run(p, r):
+            def later():
+                time.sleep(0.02)  # past the futex wait: the reader parks on the socket
+                p.send(2, b"late")
+            t = threading.Thread(target=later)
+            t.start()
+            h, v = r.receive()
+            t.join()
+            self.assertEqual(b"late", bytes(v.view))
+            v.release()
+            # a quick one: woken out of futex(2)
+            t = threading.Thread(target=lambda: p.send(3, b"quick"))
+            t.start()
+            h, v = r.receive()
+            t.join()
+            self.assertEqual(b"quick", bytes(v.view))
+            v.release()
+            self.assertEqual(2, len(p.releases(2)))
+        self.each(run)
+
+    def test_protocol_violations(self):
+        def run(p, r):
+            def expect(exc, send, handed_back=None):
+                before = counts()
+                send()
+                with self.assertRaises(exc):
+                    r.receive()
+                self.assertEqual(before, counts())
+                if handed_back is not None:
+                    self.assertEqual([handed_back], p.releases(1))
+                # the next message goes through
+                gen = p.send(3, b"next")
+                h, v = r.receive()
+                self.assertEqual((3, gen, b"next"), (v.slot, v.generation, bytes(v.view)))
+                v.release()
+                self.assertEqual([(3, gen)], p.releases(1))
+
+            expect(sealbuf.BadSlotError, lambda: p.send(0, b"x", raw=struct.pack("<c3sIII", b"M", b"\0\0\0", 9, 1, 1)))
+            g = p.gen[0] + 1
+            expect(sealbuf.BadLengthError, lambda: p.send(0, b"x", length=4097), handed_back=(0, g))
+            expect(sealbuf.StaleGenerationError, lambda: p.send(0, b"x", gen=g))
+            expect(sealbuf.StaleGenerationError, lambda: p.send(0, b"x", gen=(g - 5) & 0xFFFFFFFF))
+            expect(sealbuf.PoolProtocolError, lambda: p.send(0, b"x", kind=b"R"))
+            expect(sealbuf.PoolProtocolError,
+                   lambda: p.send(0, raw=struct.pack("<c3sIII", b"M", b"\0\1\0", 0, 99, 1)))
+            # A slot we still hold.
+            gen = p.send(1, b"held")
+            h, held = r.receive()
+            expect(sealbuf.SlotBusyError, lambda: p.send(1, b"again"))
+            held.release()
+            self.assertEqual([(1, gen)], p.releases(1))
+            # A header longer than the hello announced: the slot is handed back.
+            g1 = p.gen[2] + 1
+            expect(sealbuf.PoolProtocolError, lambda: p.send(2, b"x", header=b"H" * 65), handed_back=(2, g1))
+            if not p.futex:
+                fd = memfd(b"stowaway", SHRINK | GROW | WRITE)
+                try:
+                    g1 = p.gen[2] + 1
+                    expect(sealbuf.PoolProtocolError, lambda: p.send(2, b"x", fds=[fd]), handed_back=(2, g1))
+                finally:
+                    os.close(fd)
+                expect(sealbuf.PoolProtocolError, lambda: p.conn.send_files(b"short"))
+            else:
+                expect(sealbuf.PoolProtocolError, lambda: p.publish(9))  # a head far ahead: skipped
+                expect(sealbuf.PoolProtocolError, lambda: p.conn.send_files(b"not a wake-up record"))
+            # releasing twice
+            p.send(0, b"once")
+            h, v = r.receive()
+            v.release()
+            with self.assertRaises(sealbuf.DoubleReleaseError):
+                v.release()
+        self.each(run, max_header=64)
+
+    def test_close(self):
+        a, b = pair()
+        p = PoolProducer(a)
+        r = sealbuf.accept_pool(b)
+        try:
+            p.send(0, b"kept")
+            h, v = r.receive()
+            mv = v.view[1:]  # memory of the slot, beyond the View's own memoryview
+            with self.assertRaises(BufferError):
+                r.close()  # unmapping under mv would crash: refused, nothing closed
+            self.assertFalse(r.closed)
+            self.assertEqual(b"ept", bytes(mv))
+            mv.release()
+            r.close()
+            r.close()
+            self.assertTrue(r.closed)
+            with self.assertRaises(ValueError):
+                v.release()
+            with self.assertRaises(ValueError):
+                r.receive()
+            with self.assertRaises(EOFError):  # the producer sees the hang-up
+                p.conn.receive_files()
+        finally:
+            r.close()
+            p.close()
+
+    def test_close_wakes_waiting_receive(self):
+        for fname, futex in FLAVOURS:
+            with self.subTest(flavour=fname):
+                a, b = pair()
+                p = PoolProducer(a, futex=futex)
+                r = sealbuf.accept_pool(b)
+                got = []
+
+                def wait():
+                    try:
+                        r.receive()
+                    except BaseException as e:
+                        got.append(e)
+                t = threading.Thread(target=wait)
+                t.start()
+                time.sleep(0.02)
+                r.close()
+                t.join(5)
+                self.assertFalse(t.is_alive())
+                self.assertIsInstance(got[0], (EOFError, ValueError, OSError))
+                p.close()
+
+
+class AcceptPoolTest(Case):
+    def refused(self, exc, typ=socket.SOCK_SEQPACKET, max_size=None, **kw):
+        a, b = pair(typ)
+        with a, b:
+            before = counts()
+            p = PoolProducer(a, **kw)
+            try:
+                with self.assertRaises(exc) as cm:
+                    sealbuf.accept_pool(b, max_size=max_size)
+            finally:
+                p.close()
+            self.assertEqual(before[1:], counts()[1:], "a refused pool left a memfd or a mapping")
+            self.assertFalse(b.closed, "the Conn stays the caller's")
+            return cm.exception
+
+    def test_refusals(self):
+        e = self.refused(sealbuf.NotSealedError, seals=SHRINK | GROW)
+        self.assertIn("future_write", str(e))
+        self.refused(sealbuf.NotSealedError, seals=SHRINK | FUTURE_WRITE)
+        self.refused(sealbuf.TooLargeError, max_size=4 * 4096 - 1)
+        self.refused(sealbuf.PoolProtocolError, size=4 * 4096 + 4096)
+        self.refused(sealbuf.PoolProtocolError, magic=b"sbpool\x00\x03")
+        self.refused(sealbuf.PoolProtocolError, magic=b"notapool")
+        self.refused(sealbuf.PoolProtocolError, slots=129)
+        self.refused(sealbuf.PoolProtocolError, max_header=(64 << 10) + 1)
+        self.refused(sealbuf.PoolProtocolError, stride=100)
+        fd = memfd(b"extra", SHRINK | GROW | WRITE)
+        try:
+            self.refused(sealbuf.PoolProtocolError, extra_fds=[fd])
+        finally:
+            os.close(fd)
+        if _futex.supported():
+            self.refused(sealbuf.NotSealedError, futex=True, ring_seals=SHRINK)
+            self.refused(sealbuf.PoolProtocolError, futex=True, ring_seals=SHRINK | GROW | FUTURE_WRITE)
+            self.refused(sealbuf.PoolProtocolError, futex=True, ring_size=4096 * 3)
+
+    def test_not_a_memfd(self):
+        a, b = pair()
+        with a, b:
+            r, w = os.pipe()
+            try:
+                a.send_files(struct.pack("<8sIIQQ", b"sbpool\x00\x01", 1, 0, 4096, 4096), r)
+                with self.assertRaises(sealbuf.NotMemfdError):
+                    sealbuf.accept_pool(b)
+                a.send_files(b"x" * 40)
+                with self.assertRaises(sealbuf.PoolProtocolError):
+                    sealbuf.accept_pool(b)
+            finally:
+                os.close(r)
+                os.close(w)
+
+    def test_conn_max_size_applies(self):
+        a, b = pair(max_size=4096)
+        with a, b:
+            p = PoolProducer(a)
+            try:
+                with self.assertRaises(sealbuf.TooLargeError):
+                    sealbuf.accept_pool(b)
+            finally:
+                p.close()
+
+    @unittest.skipIf(_futex.supported(), "the futex flavour is supported here")
+    def test_futex_unsupported(self):
+        self.refused(sealbuf.UnsupportedError, futex=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
