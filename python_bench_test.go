@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // TestPythonThroughput measures Go -> Python with 8 MiB buffers (not in
@@ -126,7 +127,7 @@ func pyThroughputRun(t *testing.T, mode string, size, count int) time.Duration {
 // first Acquire after a warm-up message until every slot is back.
 func pyThroughputPool(t *testing.T, c *sealbuf.Conn, py *pyProc, src []byte, count int) time.Duration {
 	const slots = 4
-	p, err := sealbuf.NewPool(c, slots, len(src))
+	p, err := pool.New(c, slots, len(src))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -138,7 +139,7 @@ func pyThroughputPool(t *testing.T, c *sealbuf.Conn, py *pyProc, src []byte, cou
 		require.NoError(t, s.Send(len(src), fmt.Appendf(nil, "%d", seq)))
 	}
 	drain := func() { // every slot back: Python has read and released everything
-		held := make([]sealbuf.Slot, slots)
+		held := make([]pool.Slot, slots)
 		for i := range held {
 			held[i], err = p.Acquire(ctx)
 			require.NoError(t, err, py.output(py.stderr))

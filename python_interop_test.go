@@ -24,6 +24,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/pool"
 )
 
 // The Python package in python/sealbuf speaks Conn's and the pool's wire
@@ -382,11 +383,11 @@ func TestPythonPool(t *testing.T) {
 			pyEachType(t, func(t *testing.T, typ int) {
 				c, sock := pyPair(t, typ)
 				py := pyStart(t, sock, "pool", flavour, fmt.Sprint(count))
-				var opts []sealbuf.PoolOption
+				var opts []pool.Option
 				if flavour == "futex" {
-					opts = append(opts, sealbuf.WithPoolFutex())
+					opts = append(opts, pool.WithFutex())
 				}
-				p, err := sealbuf.NewPool(c, 4, slotSize, opts...)
+				p, err := pool.New(c, 4, slotSize, opts...)
 				require.NoError(t, err)
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
