@@ -79,7 +79,4 @@ func onHugeTLBFS(file *memfd.File) bool {
 // unmap releases a mapping made by mapFile. Empty slices map nothing.
 func unmap(mem []byte) error { return mmap.Unmap(mem) }
 
-// pageSize is the size of a normal page.
-var pageSize = mmap.PageSize
-
 func pageUp(n int) int { return mmap.PageUp(n) }

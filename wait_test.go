@@ -3,6 +3,7 @@
 package sealbuf_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 // The waits below are the option's longest, so that a wait that ignored
@@ -194,4 +196,32 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 	}
 	require.True(t, seen(sealbuf.WithWait(sealbuf.Wait{Kernel: testWait})), "WithWait: no thread ever seen in ppoll")
 	require.False(t, seen(), "without WithWait: a thread was seen in ppoll")
+}
+
+// TestConnSpinIdleCostsNoCPU: a Conn that waits with a spin budget polls
+// its socket for that long only, then waits without using the CPU
+// (asserted on CPU time, not wall time).
+func TestConnSpinIdleCostsNoCPU(t *testing.T) {
+	if !wire.SpinHelps {
+		t.Skip("this process may run on one CPU only: spinning is skipped")
+	}
+	connEachType(t, func(t *testing.T, typ int) {
+		ua, ub := connUnixPair(t, typ)
+		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond}))
+		defer a.Close()
+		defer ub.Close()
+		cpu := func() time.Duration {
+			var ru unix.Rusage
+			require.NoError(t, unix.Getrusage(unix.RUSAGE_SELF, &ru))
+			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		const idle = 300 * time.Millisecond
+		before := cpu()
+		ctx, cancel := context.WithTimeout(context.Background(), idle)
+		defer cancel()
+		_, _, err := a.ReceiveContext(ctx, make([]byte, 8))
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		used := cpu() - before
+		require.Less(t, used, idle/3, "an idle Receive used %v of CPU in %v", used, idle)
+	})
 }

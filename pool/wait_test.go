@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/wire"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -86,6 +88,57 @@ func TestKernelWaitPool(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("Acquire did not wake after Discard")
 			}
+		})
+	}
+}
+
+// cpuTime returns the CPU time this process has used.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru unix.Rusage
+	require.NoError(t, unix.Getrusage(unix.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestSpinIdleCostsNoCPU: a side that waits with a spin budget spins for
+// that long only; then it waits without using the CPU. Each side of a futex
+// pool waits 300 ms for a peer that sends nothing, with a 5 ms spin: the
+// process may use a few milliseconds of CPU, not the 300 ms a wait that kept
+// spinning would. (CPU time, not wall time, is what is asserted.)
+func TestSpinIdleCostsNoCPU(t *testing.T) {
+	if !wire.SpinHelps {
+		t.Skip("this process may run on one CPU only: spinning is skipped")
+	}
+	for _, st := range poolSockTypes {
+		t.Run(st.name, func(t *testing.T) {
+			a, b := poolSocketpair(t, st.typ)
+			w := sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond})
+			p, err := pool.New(sealbuf.NewConn(a, w), 1, 4096, pool.WithFutex())
+			require.NoError(t, err)
+			defer p.Close()
+			r, err := pool.Accept(sealbuf.NewConn(b, w))
+			require.NoError(t, err)
+			defer r.Close()
+
+			const idle = 300 * time.Millisecond
+			before := cpuTime(t)
+			ctx, cancel := context.WithTimeout(context.Background(), idle)
+			defer cancel()
+			_, _, err = r.Receive(ctx, nil)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			used := cpuTime(t) - before
+			require.Less(t, used, idle/3, "the consumer's idle wait used %v of CPU in %v", used, idle)
+
+			s, err := p.Acquire(context.Background())
+			require.NoError(t, err)
+			require.NoError(t, s.Send(1, nil)) // the consumer never releases it
+			before = cpuTime(t)
+			ctx, cancel = context.WithTimeout(context.Background(), idle)
+			defer cancel()
+			_, err = p.Acquire(ctx)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			used = cpuTime(t) - before
+			require.Less(t, used, idle/3, "the producer's idle wait used %v of CPU in %v", used, idle)
 		})
 	}
 }

@@ -40,6 +40,13 @@ func init() {
 		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolFast) },
 	})
 	Register(Mode{
+		Name:     "pool-spin",
+		Socket:   unix.SOCK_SEQPACKET,
+		Supports: poolFits,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newPoolProducer(sock, size, poolSpin) },
+		Consume:  func(sock *os.File, size int) error { return consumePool(sock, size, poolSpin) },
+	})
+	Register(Mode{
 		Name:     "pool-floor",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: poolFits,
@@ -66,8 +73,13 @@ type poolProducer struct {
 
 // poolConfig is how a pool mode configures the library.
 type poolConfig struct {
-	wait  time.Duration // WithWait
-	futex bool          // WithPoolFutex
+	wait  time.Duration // WithWait's Kernel
+	spin  time.Duration // WithWait's Spin
+	futex bool          // WithFutex
+}
+
+func (c poolConfig) connOption() sealbuf.ConnOption {
+	return sealbuf.WithWait(sealbuf.Wait{Spin: c.spin, Kernel: c.wait})
 }
 
 // poolWait is how long the pool mode's Conns wait in the kernel before the
@@ -77,8 +89,13 @@ const poolWait = time.Millisecond
 // The pool modes' configurations: pool, and the diagnostic modes
 // pool-socket (records over the socket) and pool-netpoll (that, and no
 // WithWait).
+// poolSpinBudget is pool-spin's Spin: long enough to cover the peer's
+// fill or check of a message up to 64 KiB on this kind of machine.
+const poolSpinBudget = 200 * time.Microsecond
+
 var (
 	poolFast    = poolConfig{wait: poolWait, futex: true}
+	poolSpin    = poolConfig{wait: poolWait, spin: poolSpinBudget, futex: true}
 	poolSocket  = poolConfig{wait: poolWait}
 	poolNetpoll = poolConfig{}
 )
@@ -91,7 +108,7 @@ func (c poolConfig) poolOptions() []pool.Option {
 }
 
 func newPoolProducer(sock *os.File, size int, cfg poolConfig) (Producer, error) {
-	conn, err := newConn(sock, sealbuf.WithWait(sealbuf.Wait{Kernel: cfg.wait}))
+	conn, err := newConn(sock, cfg.connOption())
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +130,8 @@ func (p *poolProducer) Note() string {
 	if p.cfg.futex {
 		note += "; WithPoolFutex"
 	}
-	if p.cfg.wait > 0 {
-		return note + fmt.Sprintf("; WithWait(%v)", p.cfg.wait)
+	if p.cfg.wait > 0 || p.cfg.spin > 0 {
+		return note + fmt.Sprintf("; WithWait(Spin %v, Kernel %v)", p.cfg.spin, p.cfg.wait)
 	}
 	return note + "; netpoller"
 }
@@ -146,7 +163,7 @@ func (p *poolProducer) Close() error {
 }
 
 func consumePool(sock *os.File, size int, cfg poolConfig) error {
-	conn, err := newConn(sock, sealbuf.WithWait(sealbuf.Wait{Kernel: cfg.wait}))
+	conn, err := newConn(sock, cfg.connOption())
 	if err != nil {
 		return err
 	}

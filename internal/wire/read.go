@@ -30,7 +30,7 @@ func (c *Conn) Read(ctx context.Context, name string, op func(fd int) error, mod
 		return Err(c.rcErr)
 	}
 	c.rName, c.rOp, c.rFlush, c.rMode, c.rErr, c.rReset, c.waited = name, op, flush, mode, nil, false, false
-	c.spin.until = 0
+	c.spin.d = 0
 	var err error
 	if ctx == nil || mode == ReadNow {
 		err = c.rc.Read(c.rFn)

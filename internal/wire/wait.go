@@ -53,39 +53,34 @@ var SpinHelps = func() bool {
 // the processor now and then so that a GOMAXPROCS=1 process still runs its
 // other goroutines.
 type Spinner struct {
-	until int64 // monotonic nanoseconds; 0: no spin
+	start time.Time
+	d     time.Duration // 0: no spin
 	n     int
 }
 
 // Start begins a spin of d (none where spinning cannot help).
 func (s *Spinner) Start(d time.Duration) {
 	s.n = 0
-	s.until = 0
+	s.d = 0
 	if d > 0 && SpinHelps {
-		s.until = nanotime() + int64(d)
+		s.start, s.d = time.Now(), d
 	}
 }
 
 // Next reports whether the spin goes on.
 func (s *Spinner) Next() bool {
-	if s.until == 0 {
+	if s.d == 0 {
 		return false
 	}
 	s.n++
 	if s.n&63 == 0 {
-		if nanotime() >= s.until {
-			s.until = 0
+		if time.Since(s.start) >= s.d {
+			s.d = 0
 			return false
 		}
 		runtime.Gosched()
 	}
 	return true
-}
-
-func nanotime() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }
 
 // waitReadable waits for fd to become readable in ppoll(2), for up to d, as
