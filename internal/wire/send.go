@@ -5,6 +5,7 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +38,16 @@ func (c *Conn) Send(ctx context.Context, a, b, oob []byte, files int, noWait boo
 			return berr
 		}
 		err = c.writers.end(ctx, tok, c.rc.Write(c.sFn))
+		if err != nil && c.sPartial && c.sErr == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			// Part of a frame went out: the rest must follow, or the
+			// peer loses the stream's framing. Only the write deadline
+			// set through the Conn bounds this.
+			if werr := c.rc.Write(c.sFn); werr != nil {
+				err = fmt.Errorf("%w (and the rest of a frame already begun could not be sent: the stream is out of step, close the Conn: %w)", err, werr)
+			} else {
+				err = nil
+			}
+		}
 	}
 	c.sParts, c.sOOB = [3][]byte{}, nil // keep nothing of the caller's
 	if err == nil {
