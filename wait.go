@@ -15,14 +15,13 @@ import (
 // nothing until the peer writes. Each part is capped at MaxWait. The zero
 // Wait, the default, parks at once.
 //
-// The trade-off, measured on a 2-core VM (docs/bench.md has the tables):
+// The trade-off (docs/bench.md has the figures, pinned and across cores):
 //
 //   - Parking costs the scheduler on both sides at every wake-up: tens of
 //     microseconds across cores. It is right for servers with many mostly
 //     idle connections.
 //   - A kernel wait wakes straight from the kernel, without the netpoller's
-//     park and wake-up: it cut a 4 KiB pool round trip from 16–21 µs to
-//     13–16 µs with both processes on one CPU. It keeps the goroutine's
+//     park and wake-up, a few microseconds sooner. It keeps the goroutine's
 //     thread and P for up to Kernel (it counts as running, without burning
 //     CPU): with GOMAXPROCS=1 nothing else in the process runs meanwhile,
 //     and a read deadline, a cancelled context or Close is noticed up to
