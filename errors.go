@@ -5,6 +5,7 @@ package sealbuf
 import (
 	"errors"
 
+	"github.com/sealbuf/sealbuf/internal/policy"
 	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
@@ -12,14 +13,14 @@ var (
 	// ErrNotSealed is matched (errors.Is) when a memfd lacks seals that the
 	// policy requires. The error names each missing seal; the fix is on the
 	// sender's side: Seal the Buffer (or add the seals) before sending.
-	ErrNotSealed = errors.New("memfd is not sealed as required")
+	ErrNotSealed = policy.ErrNotSealed
 
 	// ErrTooLarge is matched when a memfd is larger than the MaxSize policy
 	// allows, or too large to map at all: larger than the address space, or
 	// refused by mmap with ENOMEM (no room left under RLIMIT_AS, or a
 	// hugetlbfs memfd the huge page pool cannot back), which then matches
 	// unix.ENOMEM too.
-	ErrTooLarge = errors.New("memfd is too large")
+	ErrTooLarge = policy.ErrTooLarge
 
 	// ErrTruncated is matched when an access to a Mapping touched bytes past
 	// the file's current end: its peer truncated it. The access's results

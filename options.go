@@ -3,13 +3,12 @@
 package sealbuf
 
 import (
-	"math"
-
+	"github.com/sealbuf/sealbuf/internal/policy"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
 // noLimit is the size limit of a policy without MaxSize.
-const noLimit = math.MaxInt64
+const noLimit = policy.NoLimit
 
 // Option configures the producer side: New and FromBytes.
 type Option func(*options)

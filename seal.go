@@ -4,36 +4,25 @@ package sealbuf
 
 import (
 	"errors"
-	"fmt"
-	"math"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf/internal/mmap"
+	"github.com/sealbuf/sealbuf/internal/policy"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
 // maxMappable is the largest size sealbuf tries to map (mmap.MaxMappable).
 const maxMappable = mmap.MaxMappable
 
+// sealFix is what a sender must do about missing seals.
+const sealFix = "the sender must Seal the buffer (or add these seals) before sending it"
+
 // verifyInfo applies a policy to what adoption observed, before anything is
-// mapped: the seals present must include require (required ⊆ present, never
-// equality: kernels add seals such as exec on their own), and the size must
-// fit maxSize (noLimit when none was set) and the address space. The seals were read
-// before the size, so for a memfd sealed against shrinking and growing the
-// size checked here is the size for good.
+// mapped (policy.Verify).
 func verifyInfo(name string, info memfd.Info, require memfd.Seals, maxSize int64) (int, error) {
-	if missing := info.Seals.Missing(require); missing != 0 {
-		return 0, notSealedError(name, missing, info.Seals)
-	}
-	if info.Size > maxSize {
-		return 0, fmt.Errorf("memfd %q has %d bytes, more than the %d allowed (MaxSize): %w", name, info.Size, maxSize, ErrTooLarge)
-	}
-	if info.Size > maxMappable || info.Size > math.MaxInt {
-		return 0, fmt.Errorf("memfd %q has %d bytes, more than can be mapped: %w", name, info.Size, ErrTooLarge)
-	}
-	return int(info.Size), nil
+	return policy.Verify(name, info, require, maxSize, "MaxSize", sealFix)
 }
 
 // faultFree reports whether a mapping of a memfd's first info.Size bytes
@@ -52,8 +41,7 @@ func faultFree(info memfd.Info) bool {
 }
 
 func notSealedError(name string, missing, has memfd.Seals) error {
-	return fmt.Errorf("memfd %q is not sealed against %s (has %s): the sender must Seal the buffer (or add these seals) before sending it: %w",
-		name, missing, has, ErrNotSealed)
+	return policy.NotSealed(name, missing, has, sealFix)
 }
 
 // sealStages are the seals Buffer.Seal adds, in order: size first (at New),
