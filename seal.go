@@ -40,10 +40,6 @@ func faultFree(info memfd.Info) bool {
 	return !info.HugeTLB || info.Seals&(memfd.SealWrite|memfd.SealFutureWrite) != 0
 }
 
-func notSealedError(name string, missing, has memfd.Seals) error {
-	return policy.NotSealed(name, missing, has, sealFix)
-}
-
 // sealStages are the seals Buffer.Seal adds, in order: size first (at New),
 // then, once the writable view is gone, write and finally seal.
 const (
