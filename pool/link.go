@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -665,7 +666,10 @@ func ioError(op string, err error) error {
 		errors.Is(err, ErrProtocol), errors.Is(err, wire.ErrWouldBlock):
 		return err
 	case errors.Is(err, io.EOF):
-		return err
+		if strings.HasPrefix(err.Error(), "pool: ") || err == io.EOF {
+			return err
+		}
+		return fmt.Errorf("pool: %s: %w", op, err)
 	case errors.Is(err, os.ErrClosed):
 		return fmt.Errorf("pool: %s: %w", op, os.ErrClosed)
 	}

@@ -5,6 +5,8 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +141,27 @@ func TestSpinIdleCostsNoCPU(t *testing.T) {
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 			used = cpuTime(t) - before
 			require.Less(t, used, idle/3, "the producer's idle wait used %v of CPU in %v", used, idle)
+		})
+	}
+}
+
+// TestConsumerGoneError: the error after the consumer hung up says so
+// once, matches io.EOF, and does not repeat its prefix.
+func TestConsumerGoneError(t *testing.T) {
+	for _, fl := range poolFlavors {
+		t.Run(fl.name, func(t *testing.T) {
+			p, r := newPoolPair(t, fl.typ, 1, 64)
+			require.NoError(t, r.Close())
+			s, err := p.Acquire(context.Background())
+			if err == nil {
+				err = s.Send(1, nil)
+				if err == nil {
+					_, err = p.Acquire(context.Background())
+				}
+			}
+			require.ErrorIs(t, err, io.EOF)
+			require.Equal(t, 1, strings.Count(err.Error(), "pool:"), "%v", err)
+			require.Contains(t, err.Error(), "the consumer is gone")
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -400,7 +401,7 @@ func (p *Writer) releaseLocked(r poolRecord) error {
 // peerGoneLocked returns every slot in flight: the consumer is gone.
 func (p *Writer) peerGoneLocked(err error) {
 	if p.peerErr == nil {
-		p.peerErr = fmt.Errorf("pool: the consumer is gone (every slot is back): %w", err)
+		p.peerErr = goneError{err}
 	}
 	for i := range p.slot {
 		if p.slot[i].state == slotSent {
@@ -410,6 +411,17 @@ func (p *Writer) peerGoneLocked(err error) {
 	}
 	p.signalFreed()
 }
+
+// goneError is the error once the consumer is gone: it matches io.EOF (and
+// whatever the cause matches) and says the cause once, without repeating
+// its "pool: " prefix.
+type goneError struct{ cause error }
+
+func (e goneError) Error() string {
+	return "pool: the consumer is gone (every slot is back): " + strings.TrimPrefix(e.cause.Error(), "pool: ")
+}
+
+func (e goneError) Unwrap() error { return e.cause }
 
 // signalFreed wakes a waiting Acquire after a slot came back without a
 // read (Discard, a failed Send, the consumer gone). The caller holds p.mu;
@@ -492,6 +504,7 @@ func (s Slot) Send(n int, header []byte) error {
 				p.freeLocked(s.idx)
 			}
 			p.peerGoneLocked(err)
+			return p.peerErr
 		}
 	}
 	return err
