@@ -2,8 +2,8 @@
 // fixed-size slots in one shared memfd, reused from message to message:
 // sealbuf's fastest handoff. A fresh sealed buffer per message
 // (sealbuf.New, Seal, Conn.Send) pays for fresh pages every time —
-// allocate, zero, map, free — which from 4 KiB to 1 MiB costs more than
-// copying through a socket. A pool is mapped once by each side; then a
+// allocate, zero, map, free — which on normal pages costs more than
+// copying the bytes through a socket. A pool is mapped once by each side; then a
 // message costs one copy into a slot and a 16-byte record.
 //
 // # Producer and consumer
