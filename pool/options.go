@@ -21,8 +21,12 @@ func WithName(name string) Option { return func(o *options) { o.name = name } }
 func WithMaxHeader(n int) Option { return func(o *options) { o.maxHeader = n } }
 
 // WithMaxSize makes Accept refuse pools larger than n bytes in all
-// (slots × stride) with sealbuf.ErrTooLarge. A MaxSize in the Conn's receive policy
-// applies as well. Set one of them when the producer is not yours.
+// (slots × stride) with sealbuf.ErrTooLarge. A sealbuf.MaxSize in the
+// Conn's receive policy (sealbuf.WithReceivePolicy) applies as well. Set
+// one of them when the producer is not yours: Accept does not populate the
+// mapping, so the limit bounds the address space a producer can make the
+// consumer map and the zeroed pages its reads of unwritten slots can make
+// the kernel allocate.
 func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }
 
 // WithFutex makes New build a futex pool: messages and releases
@@ -40,10 +44,11 @@ func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }
 // and 10.3 µs for the raw socket floor; 14.5 against 20.0 and 13.7 µs at
 // 64 KiB.
 //
-// How a side waits: in futex(2) for the Conn's WithWait, or 1 ms
-// when it has none (as an ordinary blocking system call: after 20 µs the
-// runtime gives the P to other goroutines), then parked on the socket in
-// Go's netpoller. While it waits in futex(2), a cancelled context, a
+// How a side waits, following the Conn's sealbuf.WithWait: it spins on
+// the ring for the Wait's Spin, waits in futex(2) for its Kernel part, or
+// for 1 ms when that is zero (then as an ordinary blocking system call:
+// after 20 µs the runtime gives the P to other goroutines), then parks on
+// the socket in Go's netpoller. While it waits in futex(2), a cancelled context, a
 // deadline and the peer's death are noticed up to that long late;
 // Discard, Close and a peer's Close wake it at once.
 //

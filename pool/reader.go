@@ -18,7 +18,7 @@ import (
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// Reader is the consumer side of a Pool: it maps the producer's slots
+// Reader is the consumer side of a pool (see Writer): it maps the producer's slots
 // read-only once, then Receive returns each message as a View of a slot,
 // with no copy. Release every View: the producer reuses a slot only after
 // its release, and blocks when all are held.

@@ -14,7 +14,7 @@ import (
 	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
-// The link's side of a futex pool (pool_ring.go): publishing into the
+// The link's side of a futex pool (ring.go): publishing into the
 // ring, taking from it, and waiting for the peer.
 
 // poolFutexWait is how long a futex pool waits in futex(2) before it parks

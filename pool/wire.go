@@ -47,7 +47,7 @@ import (
 // A futex pool (WithFutex) announces itself with magic
 // "sbpool\x00\x02" and a second descriptor: the ring memfd, sealed
 // shrink|grow and not against writes, of the size ringLayout gives.
-// Messages and releases then travel through the ring (pool_ring.go), and
+// Messages and releases then travel through the ring (ring.go), and
 // the socket carries only wake-up records — kind 'W', everything else
 // zero — one message each, and the hang-up.
 const (
@@ -83,7 +83,7 @@ const (
 	poolDefaultHeader = 4 << 10
 )
 
-// Pool errors. Every error a Pool, Reader, Slot or View returns because
+// Pool errors. Every error a Writer, Reader, Slot or View returns because
 // of a message from the peer matches ErrProtocol and one of the more
 // precise sentinels below; local misuse (releasing a View twice, sending a
 // Slot that was already sent) matches the precise sentinel alone.

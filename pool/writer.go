@@ -21,44 +21,28 @@ import (
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// Pool is the producer side of a pool of reusable shared slots: the
-// "producer keeps writing" mode, for streams of messages where a fresh
-// sealed buffer per message (New, Seal, Send) would cost more than the
-// copy itself.
+// Writer is the producer side of a pool: it owns the slots' memfd and its
+// writable mapping, hands out free slots, and takes each back once the
+// consumer (Accept, Reader) has released it. A message is a copy into a
+// slot and a 16-byte record:
 //
-// New makes one memfd of Slots fixed-size slots, maps it writable once,
-// seals it against shrinking and growing (so no side can ever make the
-// other fault) and then with future_write (so the consumer can only ever
-// map it read-only), and hands its descriptor to the consumer once. After
-// that a message costs a copy into a slot and a 16-byte notification:
-//
-//	slot, err := pool.Acquire(ctx)       // blocks while every slot is in use
+//	slot, err := w.Acquire(ctx) // waits while every slot is in use
+//	if err != nil {
+//		return err
+//	}
 //	n := copy(slot.Bytes(), frame)
-//	err = slot.Send(n, header)           // the consumer gets a read-only View
+//	err = slot.Send(n, header) // the consumer gets a read-only View
 //
-// The consumer (Accept, Reader) reads the slot in place and
-// releases it; the release travels back over the same Conn, and only then
-// does Acquire hand the slot out again. If the consumer hangs up or dies,
+// The releases travel back over the same Conn, and Acquire reads them
+// itself (no background goroutine). If the consumer hangs up or dies,
 // every slot comes back: Acquire, TryAcquire and Send then fail with an
-// error matching io.EOF.
+// error matching io.EOF. The package documentation says what the consumer
+// can rely on, and how the pool waits.
 //
-// Wire format: every pool message is one Conn message (a packet over
-// unixpacket, a frame over a unix stream socket). Once, the hello: 32
-// bytes (magic "sbpool\x00\x01", slot count, header limit, slot size,
-// stride) with the memfd. Then per message a 16-byte record — kind 'M',
-// three zero bytes, slot index, generation, length, little-endian uint32s
-// — followed by the caller's header; and back 1 to 16 release records of
-// kind 'R' (length 0) in one message. docs/pool.md has the details.
-//
-// Trust: a pool is not immutable like a Sealed. Its size can never change,
-// so reads never fault on either side, but the producer keeps a writable
-// mapping: a producer that breaks the protocol can change a slot while the
-// consumer reads it. See View for when to copy out.
-//
-// The Pool owns its Conn (Close closes it; do not Send or Receive on it
-// directly, and leave its read deadline to the Pool). It is safe for
-// concurrent use: any number of goroutines may Acquire and Send. Steady
-// state (Acquire, Send, the reading of releases) allocates nothing.
+// The Writer owns its Conn (Close closes it; do not Send or Receive on it
+// directly). It is safe for concurrent use: any number of goroutines may
+// Acquire and Send. Steady state (Acquire, Send, the reading of releases)
+// allocates nothing.
 type Writer struct {
 	link  *link
 	file  *memfd.File
@@ -104,8 +88,8 @@ const poolSeals = memfd.SealShrink | memfd.SealGrow | memfd.SealFutureWrite
 // writable (and populated), then sealed future_write|seal, so the consumer
 // can only map it read-only and nobody can resize it.
 //
-// On success the Pool owns c: Close the Pool, not c. On error c stays the
-// caller's (it may have carried the hello already).
+// On success the Writer owns c: Close the Writer, not c. On error c stays
+// the caller's (it may have carried the hello already).
 func New(c *sealbuf.Conn, slots, slotSize int, opts ...Option) (*Writer, error) {
 	o := newOptions(opts)
 	w, _, err := transport(c)
@@ -258,7 +242,7 @@ type Slot struct {
 // and the next Acquire goes on. After Close it fails with os.ErrClosed.
 //
 // It allocates nothing, also when it waits (a cancellable ctx is watched by
-// one goroutine per Pool, started on first need).
+// one helper goroutine of the Conn, started on first need).
 func (p *Writer) Acquire(ctx context.Context) (Slot, error) {
 	for {
 		if s, ok, err := p.pop(); ok || err != nil {

@@ -2,9 +2,10 @@
 
 // Command sealbuf shows and inspects sealed shared-memory buffers.
 //
-//	sealbuf demo              a producer and a consumer process hand sealed buffers over zero-copy
-//	sealbuf inspect [PID...]  list the memfds that processes hold (like lsof, for memfds)
-//	sealbuf bench [flags]     compare handoff modes with a socket copy
+//	sealbuf demo                             a producer and a consumer process hand sealed buffers over zero-copy
+//	sealbuf inspect [-json] [-all | PID...]  list the memfds that processes hold or map (like lsof, for memfds):
+//	                                         without PIDs your own processes, with -all every user's
+//	sealbuf bench [flags]                    compare handoff modes, the pool among them, with a socket copy
 package main
 
 import (
