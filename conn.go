@@ -64,8 +64,13 @@ func WithMaxFiles(n int) ConnOption {
 	return func(c *Conn) { c.maxFiles = max(0, min(n, wire.MaxFiles)) }
 }
 
-// NewConn wraps c without duplicating its descriptor, so c's deadlines apply
-// to Send and Receive. The Conn owns c from here on: Close it, not c.
+// NewConn wraps c without duplicating its descriptor. The Conn owns c from
+// here on: Close it, not c. Set deadlines with the Conn's SetDeadline,
+// SetReadDeadline and SetWriteDeadline: they apply to every call, with a
+// context or without. (A deadline set on c directly applies too, until a
+// call whose context has a deadline, or a pool's wake-up, moves the
+// socket's deadline: that call then puts back the one set through the
+// Conn, or none.)
 func NewConn(c *net.UnixConn, opts ...ConnOption) *Conn {
 	conn := &Conn{maxFiles: wire.MaxFiles, policy: newOpenPolicy(nil)}
 	conn.borrowFn = conn.borrowNext

@@ -5,11 +5,13 @@ package sealbuf_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/memfd"
@@ -205,4 +207,49 @@ func TestSendContext(t *testing.T) {
 		require.NoError(t, a.SendContext(context.Background(), []byte("after")))
 		require.NoError(t, <-got)
 	})
+}
+
+// TestReceiveBrokenStream: once a peer breaks a stream's framing, Receive
+// says so once (ErrMalformed), then waits for the hang-up (it neither
+// returns the same error at once for ever nor reads garbage as messages),
+// drops what still comes — descriptors closed — and returns io.EOF.
+func TestReceiveBrokenStream(t *testing.T) {
+	connNoGC(t)
+	fa, fb := connSocketpair(t, unix.SOCK_STREAM)
+	b := sealbuf.NewConn(connUnixConn(t, fb))
+	defer b.Close()
+	before := connCount(t)
+	_, err := fa.Write([]byte("garbage!garbage!"))
+	require.NoError(t, err)
+	_, _, err = b.Receive(make([]byte, 64))
+	require.ErrorIs(t, err, sealbuf.ErrMalformed)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, _, err = b.ReceiveContext(ctx, make([]byte, 64))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a broken stream waits for the hang-up")
+
+	m := connMemfd(t, []byte("stray"), 0)
+	rc, err := fa.SyscallConn()
+	require.NoError(t, err)
+	var serr error
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		mrc, err := m.SyscallConn()
+		if err != nil {
+			serr = err
+			return
+		}
+		if err := mrc.Control(func(mfd uintptr) {
+			serr = unix.Sendmsg(int(fd), []byte("more"), unix.UnixRights(int(mfd)), nil, 0)
+		}); err != nil {
+			serr = err
+		}
+	}))
+	require.NoError(t, serr)
+	require.NoError(t, m.Close())
+	require.NoError(t, fa.Close())
+	_, _, err = b.Receive(make([]byte, 64))
+	require.ErrorIs(t, err, io.EOF)
+	before.total-- // the peer's end, closed above
+	connRequireFlat(t, before, "the stray descriptor was closed")
 }

@@ -25,8 +25,10 @@ import (
 // descriptors closed). After all of these the Conn stays usable for the
 // next message. The one exception is a stream socket whose framing a peer
 // broke (a bad frame prefix, ErrMalformed, "the stream is out of step"):
-// no message boundary can be found any more, and every later Receive fails
-// the same way or reads garbage — close the Conn. A peer that hung up gives
+// no message boundary can be found any more. Receive says so once; every
+// later Receive drops what the peer still sends (closing its descriptors)
+// and waits for the hang-up, then returns io.EOF — close the Conn. (The
+// pool does the same.) A peer that hung up gives
 // io.EOF, after every message it sent before (also when it closed with
 // messages of ours unread, which resets the socket).
 func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {

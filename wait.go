@@ -46,10 +46,14 @@ type Wait struct {
 // MaxWait caps each part of a Wait: it bounds how late Close, a deadline or
 // a cancelled context can be noticed, and matches the runtime's own time
 // slice.
-const MaxWait = wire.MaxWait
+const MaxWait = 10 * time.Millisecond
 
 // WithWait sets how the Conn, and a pool built on it, waits for its peer
 // (see Wait).
 func WithWait(w Wait) ConnOption {
 	return func(c *Conn) { c.wait = wire.Wait{Spin: w.Spin, Kernel: w.Kernel}.Clamp() }
 }
+
+// The transport clamps to its own MaxWait: the two must agree (this does
+// not compile otherwise).
+var _ = [1]struct{}{}[MaxWait-wire.MaxWait]

@@ -31,6 +31,9 @@ type msgReader struct {
 	prefix   [FrameLen]byte
 	discard  [512]byte // the part of a header longer than the caller's buffer
 	limitErr error
+	// broken: a frame prefix did not parse, so no message boundary can be
+	// found any more (stream sockets).
+	broken error
 
 	// One recvmsg (op), its arguments and results.
 	p                 []byte
@@ -118,6 +121,9 @@ func (m *msgReader) readPacket(ctx context.Context, header []byte) (int, []int, 
 
 // readFrame receives one frame from a SOCK_STREAM socket.
 func (m *msgReader) readFrame(ctx context.Context, header []byte) (int, []int, error) {
+	if m.broken != nil {
+		return 0, nil, m.drainBroken(ctx)
+	}
 	m.frameFds, m.limitErr = m.frameFds[:0], nil
 	prefix := m.prefix[:]
 	for got := 0; got < len(prefix); {
@@ -138,7 +144,8 @@ func (m *msgReader) readFrame(ctx context.Context, header []byte) (int, []int, e
 	}
 	frame, err := ParseFrame(prefix)
 	if err != nil {
-		return 0, m.frameFds, fmt.Errorf("%w (the stream is out of step: close the Conn)", err)
+		m.broken = err
+		return 0, m.frameFds, fmt.Errorf("%w (the stream is out of step: no message can be found any more; later reads wait for the peer to hang up and then return io.EOF: close the Conn)", err)
 	}
 	m.check(frame.Files)
 	// The header: into the caller's buffer as far as it goes, the rest
@@ -167,6 +174,23 @@ func (m *msgReader) readFrame(ctx context.Context, header []byte) (int, []int, e
 		return len(header), m.frameFds, fmt.Errorf("%d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", frame.HeaderLen, len(header), len(m.frameFds), io.ErrShortBuffer)
 	}
 	return frame.HeaderLen, m.frameFds, nil
+}
+
+// drainBroken reads and drops what a peer that broke the stream's framing
+// still sends (closing any descriptor), until it hangs up: io.EOF. ctx and
+// the read deadline bound the wait.
+func (m *msgReader) drainBroken(ctx context.Context) error {
+	for {
+		err := m.recv(ctx, m.discard[:], 0)
+		fds, _ := m.rights()
+		CloseFds(fds)
+		if err != nil {
+			return err
+		}
+		if m.n == 0 {
+			return io.EOF
+		}
+	}
 }
 
 // midFrame turns a hang-up inside a frame into io.ErrUnexpectedEOF: the
