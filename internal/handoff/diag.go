@@ -27,14 +27,16 @@ func init() {
 	Register(Mode{
 		Name:     "lib-consumer",
 		Socket:   unix.SOCK_SEQPACKET,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, true) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer([]*os.File{sock}, size, true) },
 		Consume:  consumeSealed,
 	})
 	Register(Mode{
-		Name:     "sealed-wait",
-		Socket:   unix.SOCK_SEQPACKET,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newSealedProducerOpts(sock, size, diagWait) },
-		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, diagWait) },
+		Name:   "sealed-wait",
+		Socket: unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) {
+			return newSealedProducerOpts([]*os.File{sock}, size, diagWait)
+		},
+		Consume: func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, diagWait) },
 	})
 	Register(Mode{
 		Name:     "pool-socket",

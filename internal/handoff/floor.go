@@ -28,15 +28,18 @@ import (
 
 func init() {
 	Register(Mode{
-		Name:     "sealed-floor",
-		Socket:   unix.SOCK_SEQPACKET,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, false) },
-		Consume:  func(sock *os.File, size int) error { return consumeFloor(sock, size, false) },
+		Name:   "sealed-floor",
+		Socket: unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) {
+			return newFloorProducer([]*os.File{sock}, size, false)
+		},
+		Consume: func(sock *os.File, size int) error { return consumeFloor(sock, size, false) },
+		FanOut:  func(socks []*os.File, size int) (Producer, error) { return newFloorProducer(socks, size, false) },
 	})
 	Register(Mode{
 		Name:     "floor-netpoll",
 		Socket:   unix.SOCK_SEQPACKET,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, true) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer([]*os.File{sock}, size, true) },
 		Consume:  func(sock *os.File, size int) error { return consumeFloor(sock, size, true) },
 	})
 }
@@ -101,8 +104,10 @@ func (s *floorSock) close() error {
 	return nil
 }
 
+// floorProducer sends each message's memfd to every consumer, then reads
+// their acks.
 type floorProducer struct {
-	sock  *floorSock
+	socks []*floorSock
 	buf   []byte
 	oob   []byte
 	flags int
@@ -110,12 +115,16 @@ type floorProducer struct {
 	ack   [1]byte
 }
 
-func newFloorProducer(sock *os.File, size int, netpoll bool) (Producer, error) {
-	fs, err := newFloorSock(sock, netpoll)
-	if err != nil {
-		return nil, err
+func newFloorProducer(socks []*os.File, size int, netpoll bool) (Producer, error) {
+	p := &floorProducer{buf: make([]byte, size), oob: make([]byte, unix.CmsgSpace(4))}
+	for _, sock := range socks {
+		fs, err := newFloorSock(sock, netpoll)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.socks = append(p.socks, fs)
 	}
-	p := &floorProducer{sock: fs, buf: make([]byte, size), oob: make([]byte, unix.CmsgSpace(4))}
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&p.oob[0]))
 	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_RIGHTS
 	h.SetLen(unix.CmsgLen(4))
@@ -159,34 +168,48 @@ func (p *floorProducer) Send(k uint64) error {
 	}
 	binary.NativeEndian.PutUint32(p.oob[unix.CmsgLen(0):], uint32(mfd))
 	binary.LittleEndian.PutUint64(p.hdr[:], k)
-	err = p.sock.write(func(fd int) error {
-		_, err := unix.SendmsgN(fd, p.hdr[:], p.oob, nil, unix.MSG_NOSIGNAL)
-		return err
-	})
-	if err != nil {
-		return os.NewSyscallError("sendmsg", err)
+	for _, s := range p.socks {
+		err = s.write(func(fd int) error {
+			_, err := unix.SendmsgN(fd, p.hdr[:], p.oob, nil, unix.MSG_NOSIGNAL)
+			return err
+		})
+		if err != nil {
+			return os.NewSyscallError("sendmsg", err)
+		}
 	}
-	var n int
-	err = p.sock.read(func(fd int) (err error) {
-		n, err = unix.Read(fd, p.ack[:])
-		return err
-	})
-	if err != nil {
-		return os.NewSyscallError("read ack", err)
-	}
-	if n != 1 {
-		return errors.New("consumer hung up before it acked")
+	for _, s := range p.socks {
+		var n int
+		err = s.read(func(fd int) (err error) {
+			n, err = unix.Read(fd, p.ack[:])
+			return err
+		})
+		if err != nil {
+			return os.NewSyscallError("read ack", err)
+		}
+		if n != 1 {
+			return errors.New("consumer hung up before it acked")
+		}
 	}
 	return nil
 }
 
-func (p *floorProducer) Close() error { return p.sock.close() }
+func (p *floorProducer) Close() error {
+	var errs []error
+	for _, s := range p.socks {
+		errs = append(errs, s.close())
+	}
+	return errors.Join(errs...)
+}
 
 func (p *floorProducer) Note() string {
-	if p.sock.poll {
-		return "raw x/sys/unix calls, socket waited on by the netpoller"
+	note := "raw x/sys/unix calls, blocking socket"
+	if len(p.socks) > 0 && p.socks[0].poll {
+		note = "raw x/sys/unix calls, socket waited on by the netpoller"
 	}
-	return "raw x/sys/unix calls, blocking socket"
+	if len(p.socks) > 1 {
+		note += fmt.Sprintf("; the same memfd sent to each of %d consumers", len(p.socks))
+	}
+	return note
 }
 
 func consumeFloor(sock *os.File, size int, netpoll bool) error {

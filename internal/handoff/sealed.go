@@ -24,16 +24,20 @@ func init() {
 		Name:   "sealed",
 		Socket: unix.SOCK_SEQPACKET,
 		Producer: func(sock *os.File, size int) (Producer, error) {
-			return newSealedProducerOpts(sock, size, sealedWait(size)...)
+			return newSealedProducerOpts([]*os.File{sock}, size, sealedWait(size)...)
 		},
 		Consume: func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, sealedWait(size)...) },
+		FanOut: func(socks []*os.File, size int) (Producer, error) {
+			return newSealedProducerOpts(socks, size, sealedWait(size)...)
+		},
 	})
 	Register(Mode{
 		Name:     "sealed-hugetlb",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: hugeFits,
-		Producer: newHugeProducer,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newHugeProducer([]*os.File{sock}, size) },
 		Consume:  consumeSealed,
+		FanOut:   newHugeProducer,
 	})
 }
 
@@ -110,8 +114,10 @@ func fastestBuild(buf []byte) (int, error) {
 	return fastest, nil
 }
 
+// sealedProducer builds each message with build and sends it to every
+// consumer (the same sealed buffer to each), then waits for their acks.
 type sealedProducer struct {
-	conn  *sealbuf.Conn
+	conns []*sealbuf.Conn
 	buf   []byte
 	build buildFunc
 	note  string
@@ -127,8 +133,25 @@ func newConn(sock *os.File, opts ...sealbuf.ConnOption) (*sealbuf.Conn, error) {
 	return sealbuf.NewConn(c, opts...), nil
 }
 
+// newBuiltProducer makes a sealedProducer over socks.
+func newBuiltProducer(socks []*os.File, size int, build buildFunc, note string, opts ...sealbuf.ConnOption) (*sealedProducer, error) {
+	p := &sealedProducer{buf: make([]byte, size), build: build, note: note}
+	for _, sock := range socks {
+		c, err := newConn(sock, opts...)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.conns = append(p.conns, c)
+	}
+	if len(p.conns) > 1 {
+		p.note += fmt.Sprintf("; the same buffer sent to each of %d consumers", len(p.conns))
+	}
+	return p, nil
+}
+
 func newSealedProducer(sock *os.File, size int) (Producer, error) {
-	return newSealedProducerOpts(sock, size)
+	return newSealedProducerOpts([]*os.File{sock}, size)
 }
 
 // sealedWaitMax is the largest size the sealed mode waits in the kernel
@@ -145,13 +168,8 @@ func sealedWait(size int) []sealbuf.ConnOption {
 	return []sealbuf.ConnOption{sealbuf.WithBlockingWait(poolWait)}
 }
 
-func newSealedProducerOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) (Producer, error) {
-	buf := make([]byte, size)
-	i, err := fastestBuild(buf)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := newConn(sock, opts...)
+func newSealedProducerOpts(socks []*os.File, size int, opts ...sealbuf.ConnOption) (Producer, error) {
+	i, err := fastestBuild(make([]byte, size))
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +177,7 @@ func newSealedProducerOpts(sock *os.File, size int, opts ...sealbuf.ConnOption) 
 	if len(opts) > 0 {
 		note += "; WithBlockingWait(1ms)"
 	}
-	return &sealedProducer{conn: conn, buf: buf, build: buildPaths[i].fn, note: note}, nil
+	return newBuiltProducer(socks, size, buildPaths[i].fn, note, opts...)
 }
 
 func (p *sealedProducer) Note() string { return p.note }
@@ -170,13 +188,34 @@ func (p *sealedProducer) Send(k uint64) error {
 		return err
 	}
 	binary.LittleEndian.PutUint64(p.hdr[:], k)
-	if err := p.conn.SendAndClose(p.hdr[:], s); err != nil {
+	if len(p.conns) == 1 {
+		err = p.conns[0].SendAndClose(p.hdr[:], s)
+	} else {
+		for _, c := range p.conns {
+			if err = c.Send(p.hdr[:], s); err != nil {
+				break
+			}
+		}
+		s.Close()
+	}
+	if err != nil {
 		return err
 	}
-	return receiveAck(p.conn, p.ack[:])
+	for _, c := range p.conns {
+		if err := receiveAck(c, p.ack[:]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (p *sealedProducer) Close() error { return p.conn.Close() }
+func (p *sealedProducer) Close() error {
+	var errs []error
+	for _, c := range p.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
 
 func receiveAck(c *sealbuf.Conn, buf []byte) error {
 	n, bufs, err := c.Receive(buf)
@@ -271,9 +310,7 @@ func hugeFits(size int) error {
 	return nil
 }
 
-type hugeProducer struct{ sealedProducer }
-
-func newHugeProducer(sock *os.File, size int) (Producer, error) {
+func newHugeProducer(socks []*os.File, size int) (Producer, error) {
 	// Refuse at once, with the reason, when huge pages cannot be had:
 	// WithHugePages falls back to normal pages, which would measure
 	// something else under this mode's name.
@@ -286,12 +323,7 @@ func newHugeProducer(sock *os.File, size int) (Producer, error) {
 	if !huge {
 		return nil, fmt.Errorf("no huge pages: %v", why)
 	}
-	conn, err := newConn(sock)
-	if err != nil {
-		return nil, err
-	}
-	p := &hugeProducer{sealedProducer{conn: conn, buf: make([]byte, size), note: "New(WithHugePages)+fill+Seal"}}
-	p.build = func(buf []byte, k uint64) (*sealbuf.Sealed, error) {
+	build := func(buf []byte, k uint64) (*sealbuf.Sealed, error) {
 		b, err := sealbuf.New(len(buf), sealbuf.WithHugePages(0))
 		if err != nil {
 			return nil, err
@@ -307,5 +339,5 @@ func newHugeProducer(sock *os.File, size int) (Producer, error) {
 		}
 		return s, err
 	}
-	return p, nil
+	return newBuiltProducer(socks, size, build, "New(WithHugePages)+fill+Seal")
 }
