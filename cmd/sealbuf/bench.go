@@ -33,7 +33,7 @@ func init() {
 // benchModes are the modes the command measures, in table order. mmap-go
 // lives in the bench module only (it would put github.com/edsrzf/mmap-go in
 // the library's module graph).
-var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "sealed-hugetlb", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor"}
+var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "sealed-hugetlb", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor", "spin-floor"}
 
 const defaultSizes = "4K,64K,1M,16M,64M"
 

@@ -86,6 +86,14 @@ type Producer interface {
 // Send is timed alone.
 type Readier interface{ Ready() error }
 
+// Idler is implemented by producers whose consumer busy-waits for the next
+// message: Idle tells it that none will come for a while, so that it
+// stops spinning (it may park: the next Send must wake it). Measure calls
+// it when a session's turn ends (after the warm-up and after each round),
+// so that a spinning consumer does not take the CPU from the modes
+// measured in between.
+type Idler interface{ Idle() error }
+
 // Noter is implemented by producers that say how they built messages
 // (for example which build path they chose).
 type Noter interface{ Note() string }
@@ -307,6 +315,18 @@ func (s *Session) RunFor(ctx context.Context, d time.Duration) (int, time.Durati
 	}
 }
 
+// Idle runs the producer's Idle (nothing for other producers).
+func (s *Session) Idle() error {
+	i, ok := s.prod.(Idler)
+	if !ok {
+		return nil
+	}
+	if err := i.Idle(); err != nil {
+		return s.childError(fmt.Errorf("%s, idle: %w", s.mode.Name, err))
+	}
+	return nil
+}
+
 // Paced reports whether the producer is a Readier: its messages are timed
 // one by one, each after an untimed Ready.
 func (s *Session) Paced() bool {
@@ -441,6 +461,9 @@ func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duratio
 		if err == nil {
 			_, _, err = s.RunFor(ctx, warm)
 		}
+		if err == nil {
+			err = s.Idle()
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -463,6 +486,9 @@ func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duratio
 				continue
 			}
 			n, el, err := s.RunFor(ctx, per/time.Duration(rounds))
+			if err == nil {
+				err = s.Idle()
+			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
