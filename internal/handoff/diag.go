@@ -31,6 +31,22 @@ func init() {
 		Consume:  consumeSealed,
 	})
 	Register(Mode{
+		Name:   "sealed-sendclose",
+		Socket: unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) {
+			p, err := newSealedProducerOpts([]*os.File{sock}, size, sealedWait(size)...)
+			if err != nil {
+				return nil, err
+			}
+			p.sendClose = true
+			p.note += "; SendAndClose, the consumer acks then closes"
+			return p, nil
+		},
+		Consume: func(sock *os.File, size int) error {
+			return consumeSealedOrder(sock, size, false, true, sealedWait(size)...)
+		},
+	})
+	Register(Mode{
 		Name:   "sealed-wait",
 		Socket: unix.SOCK_SEQPACKET,
 		Producer: func(sock *os.File, size int) (Producer, error) {

@@ -145,7 +145,7 @@ func (p *floorProducer) Send(k uint64) error {
 	if err != nil {
 		return os.NewSyscallError("memfd_create", err)
 	}
-	defer unix.Close(mfd)
+	defer unix.Close(mfd) // after the acks: the last reference (see sealed.go)
 	for off := 0; off < len(p.buf); {
 		n, err := unix.Pwrite(mfd, p.buf[off:], int64(off))
 		if err != nil {
@@ -241,20 +241,21 @@ func consumeFloor(sock *os.File, size int, netpoll bool) error {
 		if err == nil && (n != 8 || binary.LittleEndian.Uint64(hdr[:]) != k) {
 			err = fmt.Errorf("message %d: %d-byte header %x", k, n, hdr[:n])
 		}
-		if err == nil {
-			// Ack once the bytes are checked, then unmap and close, as
-			// the library's consumer does.
-			err = fs.write(func(fd int) error {
-				_, err := unix.Write(fd, ack)
-				return os.NewSyscallError("write ack", err)
-			})
-		}
+		// Unmap and close once the bytes are checked, then ack, as the
+		// library's consumer does: the producer, which closes its memfd
+		// after the ack, drops the last reference (see sealed.go).
 		if ptr != nil {
 			if uerr := unix.MunmapPtr(ptr, uintptr(size)); uerr != nil && err == nil {
 				err = os.NewSyscallError("munmap", uerr)
 			}
 		}
 		unix.Close(mfd)
+		if err == nil {
+			err = fs.write(func(fd int) error {
+				_, err := unix.Write(fd, ack)
+				return os.NewSyscallError("write ack", err)
+			})
+		}
 		if err != nil {
 			return err
 		}
