@@ -33,7 +33,7 @@ func init() {
 // benchModes are the modes the command measures, in table order. mmap-go
 // lives in the bench module only (it would put github.com/edsrzf/mmap-go in
 // the library's module graph).
-var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "sealed-hugetlb", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor", "spin-floor"}
+var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-new", "sealed-floor", "sealed-hugetlb", "sealed-thp", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor", "spin-floor"}
 
 const defaultSizes = "4K,64K,1M,16M,64M"
 
@@ -169,6 +169,11 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 		restore := hugePool(cfg, hugeOK)
 		defer restore()
 	}
+	thpOK := map[int64]error{}
+	if slices.Contains(modes, "sealed-thp") {
+		restore := thpKnob(cfg, thpOK)
+		defer restore()
+	}
 
 	t := newBenchTable(w, cfg.json)
 	var rows []benchRow
@@ -177,6 +182,10 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 		for _, name := range modes {
 			if name == "sealed-hugetlb" && hugeOK[size] != nil {
 				fmt.Fprintf(cfg.stderr, "sealbuf bench: sealed-hugetlb, %s: no row: %v\n", sizeName(size), hugeOK[size])
+				continue
+			}
+			if name == "sealed-thp" && thpOK[size] != nil {
+				fmt.Fprintf(cfg.stderr, "sealbuf bench: sealed-thp, %s: no row: %v\n", sizeName(size), thpOK[size])
 				continue
 			}
 			mode, _ := handoff.Lookup(name)
@@ -232,6 +241,36 @@ func hugePool(cfg benchConfig, why map[int64]error) (restore func()) {
 	}
 	// One message in flight at a time, plus one being built.
 	restore, err := handoff.EnsureHugePages(int(2*largest/hp), cfg.stderr)
+	if err != nil {
+		for _, size := range cfg.sizes {
+			if why[size] == nil {
+				why[size] = err
+			}
+		}
+	}
+	return restore
+}
+
+// thpKnob makes sure memfds get shmem transparent huge pages for
+// sealed-thp, setting the kernel's knob (as root) for the run when they do
+// not; it records per size why sealed-thp cannot run.
+func thpKnob(cfg benchConfig, why map[int64]error) (restore func()) {
+	pmd := int64(handoff.THPSize())
+	var smallest int64
+	for _, size := range cfg.sizes {
+		switch {
+		case pmd == 0:
+			why[size] = errors.New("the kernel has no transparent huge pages")
+		case size < pmd:
+			why[size] = fmt.Errorf("%d bytes is less than one %s transparent huge page", size, sizeName(pmd))
+		case smallest == 0:
+			smallest = size
+		}
+	}
+	if smallest == 0 {
+		return func() {}
+	}
+	restore, err := handoff.EnsureShmemTHP(int(pmd), cfg.stderr)
 	if err != nil {
 		for _, size := range cfg.sizes {
 			if why[size] == nil {

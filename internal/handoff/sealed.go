@@ -43,6 +43,21 @@ func init() {
 		},
 	})
 	Register(Mode{
+		Name:     "sealed-new",
+		Socket:   unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newNewProducer([]*os.File{sock}, size) },
+		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, sealedWait(size)...) },
+		FanOut:   newNewProducer,
+	})
+	Register(Mode{
+		Name:     "sealed-thp",
+		Socket:   unix.SOCK_SEQPACKET,
+		Supports: thpFits,
+		Producer: func(sock *os.File, size int) (Producer, error) { return newTHPProducer([]*os.File{sock}, size) },
+		Consume:  consumeSealed,
+		FanOut:   newTHPProducer,
+	})
+	Register(Mode{
 		Name:     "sealed-hugetlb",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: hugeFits,
@@ -362,4 +377,70 @@ func newHugeProducer(socks []*os.File, size int) (Producer, error) {
 		return s, err
 	}
 	return newBuiltProducer(socks, size, build, "New(WithHugePages)+fill+Seal")
+}
+
+// newNewProducer is sealed-new's: the README's producer path, New, fill
+// the mapping in place, Seal, whatever FromBytes would cost. Conns as in
+// the sealed mode.
+func newNewProducer(socks []*os.File, size int) (Producer, error) {
+	build := func(buf []byte, k uint64) (*sealbuf.Sealed, error) { return buildMapped(buf, k) }
+	note := "New+fill+Seal"
+	opts := sealedWait(size)
+	if len(opts) > 0 {
+		note += "; WithBlockingWait(1ms)"
+	}
+	return newBuiltProducer(socks, size, build, note, opts...)
+}
+
+// thpFits reports whether size holds at least one transparent huge page.
+func thpFits(size int) error {
+	pmd := THPSize()
+	if pmd == 0 {
+		return errors.New("the kernel has no transparent huge pages")
+	}
+	if size < pmd {
+		return fmt.Errorf("%d bytes is less than one %d KiB transparent huge page", size, pmd>>10)
+	}
+	return nil
+}
+
+// newTHPProducer is sealed-thp's: New with WithTransparentHugePages, fill,
+// Seal. Like sealed-hugetlb it refuses at once, with the reason, when the
+// kernel gives normal pages, rather than measure them under its name.
+func newTHPProducer(socks []*os.File, size int) (Producer, error) {
+	if err := thpAvailable(size); err != nil {
+		return nil, err
+	}
+	build := func(buf []byte, k uint64) (*sealbuf.Sealed, error) {
+		b, err := sealbuf.New(len(buf), sealbuf.WithTransparentHugePages())
+		if err != nil {
+			return nil, err
+		}
+		if huge, why := b.HugePages(); !huge {
+			b.Close()
+			return nil, fmt.Errorf("transparent huge pages ran out: %v", why)
+		}
+		Fill(b.Bytes(), k)
+		s, err := b.Seal()
+		if err != nil {
+			b.Close()
+		}
+		return s, err
+	}
+	return newBuiltProducer(socks, size, build, "New(WithTransparentHugePages)+fill+Seal")
+}
+
+// thpAvailable reports why a buffer of size bytes gets no transparent
+// huge pages (nil: it does).
+func thpAvailable(size int) error {
+	b, err := sealbuf.New(size, sealbuf.WithTransparentHugePages())
+	if err != nil {
+		return err
+	}
+	huge, why := b.HugePages()
+	b.Close()
+	if !huge {
+		return fmt.Errorf("no transparent huge pages: %v", why)
+	}
+	return nil
 }
