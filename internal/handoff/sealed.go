@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/sealbuf/sealbuf"
 	"golang.org/x/sys/unix"
@@ -103,41 +102,13 @@ var buildPaths = []struct {
 	{"New+fill+Seal", func(buf []byte, k uint64) (*sealbuf.Sealed, error) { return buildMapped(buf, k) }},
 }
 
-// fastestBuild times each build path a few times at this size, taking
-// turns (so noise from other processes hits both alike), and returns the
-// faster: the sealed mode uses the library's fastest way to make a buffer,
-// whichever that is at this size. (BenchmarkBuild in the bench module
-// measures the two paths without the fill.)
+// fastestBuild returns the index in buildPaths of the faster way to build
+// a buffer of len(buf) bytes: chooseBuild's, measured in raw calls and
+// shared with sealed-floor, so that the library and its floor build the
+// same way at every size. (BenchmarkBuild in the bench module measures the
+// library's two paths without the fill.)
 func fastestBuild(buf []byte) (int, error) {
-	trials := 3
-	if len(buf) <= 1<<20 {
-		trials = 9
-	}
-	best := make([]time.Duration, len(buildPaths))
-	for j := range trials + 1 {
-		for i, p := range buildPaths {
-			start := time.Now()
-			s, err := p.fn(buf, uint64(j))
-			if err != nil {
-				return 0, fmt.Errorf("build with %s: %w", p.name, err)
-			}
-			s.Close()
-			t := time.Since(start)
-			if j == 1 || (j > 1 && t < best[i]) { // round 0 warms up
-				best[i] = t
-			}
-		}
-	}
-	// FromBytes (path 0) is the library's documented cheapest path and wins
-	// BenchmarkBuild at every size; on a noisy machine a few trials can
-	// say otherwise by chance, so another path must win clearly.
-	fastest := 0
-	for i, t := range best {
-		if t < best[fastest]*4/5 {
-			fastest = i
-		}
-	}
-	return fastest, nil
+	return chooseBuild(len(buf))
 }
 
 // sealedProducer builds each message with build and sends it to every
