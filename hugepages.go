@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/sealbuf/sealbuf/memfd"
@@ -165,8 +166,15 @@ func newTransparent(name string, size int, pageSize int64) (file *memfd.File, me
 	case int64(size) < pmd:
 		return nil, nil, fmt.Errorf("transparent huge pages: %d bytes is less than one %d-byte page", size, pmd), nil
 	}
-	if why := shmemTHP(pmd); why != nil {
-		return nil, nil, why, nil
+	// The knobs are read only while the last attempt found no huge pages
+	// (12 µs, a tenth of populating 2 MiB): the check after populating
+	// says whether the kernel gave them, and reading the knobs first
+	// spares a caller that wants huge pages or nothing (FromBytes)
+	// populating normal pages it would throw away.
+	if !thpWorked.Load() {
+		if why := shmemTHP(pmd); why != nil {
+			return nil, nil, why, nil
+		}
 	}
 	file, mem, err = newMapped(name, size, true)
 	if err != nil {
@@ -178,10 +186,17 @@ func newTransparent(name string, size int, pageSize int64) (file *memfd.File, me
 	case err != nil:
 		why = fmt.Errorf("transparent huge pages: cannot tell whether the kernel gave them: %w", err)
 	case got < want:
-		why = fmt.Errorf("transparent huge pages: the kernel mapped %d of %d bytes with them (no free %d-byte blocks?)", got, want, pmd)
+		if why = shmemTHP(pmd); why == nil {
+			why = fmt.Errorf("transparent huge pages: the kernel mapped %d of %d bytes with them (no free %d-byte blocks?)", got, want, pmd)
+		}
 	}
+	thpWorked.Store(why == nil)
 	return file, mem, why, nil
 }
+
+// thpWorked records whether the last attempt at transparent huge pages got
+// them.
+var thpWorked atomic.Bool
 
 // PAGEMAP_SCAN (Linux 6.7) on /proc/self/pagemap lists the ranges of a
 // mapping by page category; x/sys/unix does not have it yet. The ioctl
