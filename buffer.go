@@ -33,6 +33,12 @@ type Buffer struct {
 // negative size, or one too large to map (such as 1<<62), fails and returns
 // a nil Buffer. Size 0 is valid: Bytes is then empty.
 //
+// Its pages are allocated and mapped at once (MADV_POPULATE_WRITE, Linux
+// 5.14), which costs less than a page fault per 4 KiB page as Bytes is
+// filled; a buffer too large for the memory left fails here with an error
+// matching ErrTooLarge. Filling a buffer costs a page allocation and
+// zeroing per page: for bytes already in memory, FromBytes is cheaper.
+//
 // The caller owns the Buffer: Seal it or Close it.
 func New(size int, opts ...Option) (*Buffer, error) {
 	if size < 0 {
@@ -44,14 +50,16 @@ func New(size int, opts ...Option) (*Buffer, error) {
 	o := newOptions(opts)
 	b := &Buffer{size: size}
 	if o.huge {
-		file, mem, err := newHuge(o.name, size, o.hugeSize)
-		if err == nil {
-			b.file, b.mem, b.huge = file, mem, true
+		file, mem, why, err := newHugeBacking(o.name, size, o.hugeSize, o.thpOnly)
+		if err != nil {
+			return nil, err
+		}
+		b.file, b.mem, b.huge, b.hugeWhy = file, mem, why == nil, why
+		if file != nil {
 			return b, nil
 		}
-		b.hugeWhy = err
 	}
-	file, mem, err := newMapped(o.name, size)
+	file, mem, err := newMapped(o.name, size, false)
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +67,33 @@ func New(size int, opts ...Option) (*Buffer, error) {
 	return b, nil
 }
 
-// newMapped creates a memfd of size bytes, seals its size and maps it
-// writable. For huge pages the mapping is populated at once, so an exhausted
-// pool fails here rather than as a SIGBUS on first touch.
-func newMapped(name string, size int, opts ...memfd.Option) (*memfd.File, []byte, error) {
+// newHugeOnly is New for a caller that wants huge pages or nothing
+// (FromBytes with WithHugePages, whose fallback, pwrite, beats a mapping
+// of normal pages): nil when they cannot be had.
+func newHugeOnly(size int, opts []Option) *Buffer {
+	o := newOptions(opts)
+	if !o.huge || size <= 0 || int64(size) > maxMappable {
+		return nil
+	}
+	file, mem, why, err := newHugeBacking(o.name, size, o.hugeSize, o.thpOnly)
+	if err != nil || why != nil {
+		if file != nil {
+			unmap(mem)
+			file.Close()
+		}
+		return nil
+	}
+	return &Buffer{file: file, mem: mem, size: size, huge: true}
+}
+
+// newMapped creates a memfd of size bytes, seals its size, maps it
+// writable and allocates its pages at once. For huge pages the mapping is
+// populated by mmap (MAP_POPULATE), so an exhausted pool fails here rather
+// than as a SIGBUS on first touch; for normal pages see populate. With
+// thp, the mapping is advised for transparent huge pages first
+// (MADV_HUGEPAGE), so that the population takes them where the kernel
+// allows it.
+func newMapped(name string, size int, thp bool, opts ...memfd.Option) (*memfd.File, []byte, error) {
 	file, err := memfd.Create(name, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealbuf: new buffer: %w", err)
@@ -78,7 +109,15 @@ func newMapped(name string, size int, opts ...memfd.Option) (*memfd.File, []byte
 		if err := file.AddSeals(sealSize); err != nil {
 			return nil, err
 		}
-		return mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, flags)
+		mem, err := mapFile(file, size, unix.PROT_READ|unix.PROT_WRITE, flags)
+		if err != nil || len(opts) > 0 {
+			return mem, err
+		}
+		if err := populate(mem, thp); err != nil {
+			unmap(mem)
+			return nil, err
+		}
+		return mem, nil
 	}()
 	if err != nil {
 		file.Close()
@@ -88,6 +127,42 @@ func newMapped(name string, size int, opts ...memfd.Option) (*memfd.File, []byte
 		return nil, nil, fmt.Errorf("sealbuf: new buffer of %d bytes: %w", size, err)
 	}
 	return file, mem, nil
+}
+
+// populate allocates and maps every page of a fresh writable mapping in one
+// call (MADV_POPULATE_WRITE, Linux 5.14; on older kernels the pages fault
+// in on first touch, as before). Filling a mapping page by page takes a
+// write fault per 4 KiB page; one call allocates them all: New, fill and
+// Seal measured 1.55x faster at 1 MiB (395 → 255 µs), 1.4x at 4 MiB, the
+// same at 4 KiB (2 vCPUs, one CPU). A population that runs out of memory
+// fails New with an error instead of a fault later.
+//
+// The mapping is marked MADV_RANDOM first: unmapping it (Seal, Close) then
+// skips marking each page accessed, which for pages already marked by the
+// population moved every one to the active list through a per-CPU batch,
+// doubling the unmap's cost (31 against 58 µs at 1 MiB). The pages
+// themselves are untouched by it: the advice belongs to this mapping.
+//
+// Populated pages sit in no per-CPU LRU batch afterwards (measured: the
+// write seal found none pinned even when Seal ran on another CPU), unlike
+// pages written by faults or pwrite, for which the seal must drain every
+// CPU's batches (memfd_wait_for_pins: 75 µs to milliseconds).
+func populate(mem []byte, thp bool) error {
+	if len(mem) == 0 {
+		return nil
+	}
+	unix.Madvise(mem, unix.MADV_RANDOM) // an optimisation only: failure changes nothing else
+	if thp {
+		unix.Madvise(mem, unix.MADV_HUGEPAGE) // EINVAL without THP: the pages are then normal ones
+	}
+	err := unix.Madvise(mem, unix.MADV_POPULATE_WRITE)
+	if err == nil || errors.Is(err, unix.EINVAL) { // EINVAL: kernels before 5.14
+		return nil
+	}
+	if errors.Is(err, unix.EFAULT) || errors.Is(err, unix.EHWPOISON) {
+		err = fmt.Errorf("%w (%w)", err, unix.ENOMEM)
+	}
+	return os.NewSyscallError("madvise MADV_POPULATE_WRITE", err)
 }
 
 // Bytes returns the writable view of the buffer: exactly Len bytes, valid
@@ -103,7 +178,10 @@ func (b *Buffer) Bytes() []byte {
 func (b *Buffer) Len() int { return b.size }
 
 // HugePages reports whether the buffer is backed by huge pages, and, when
-// they were asked for (WithHugePages) but could not be had, why not.
+// they were asked for (WithHugePages, WithTransparentHugePages) but could
+// not be had, why not. Backed by huge pages means hugetlbfs pages for the
+// whole buffer, or shmem transparent huge pages for every whole huge page
+// of it (the tail past the last one, if any, is in normal pages).
 func (b *Buffer) HugePages() (bool, error) { return b.huge, b.hugeWhy }
 
 // Seal makes the buffer immutable and returns it as a *Sealed: it unmaps the

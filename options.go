@@ -17,6 +17,7 @@ type options struct {
 	name     string
 	huge     bool
 	hugeSize int64
+	thpOnly  bool // WithTransparentHugePages: no hugetlbfs
 }
 
 // WithName names the memfd (visible in /proc/PID/fd and `sealbuf inspect`;
@@ -25,12 +26,30 @@ func WithName(name string) Option { return func(o *options) { o.name = name } }
 
 // WithHugePages asks for a memfd backed by huge pages of pageSize bytes (0:
 // the kernel's default huge page size). Huge pages make building and reading
-// large buffers cheaper, but the size must be a multiple of the huge page
-// size and the pool (/proc/sys/vm/nr_hugepages) must have free pages. When
-// they cannot be had, the buffer falls back to normal pages and HugePages
-// reports why.
+// large buffers cheaper. They come from the hugetlbfs pool
+// (/proc/sys/vm/nr_hugepages) when it has free pages and the size is a
+// multiple of the huge page size; otherwise from shmem transparent huge
+// pages where the kernel allows them for memfds (see
+// WithTransparentHugePages). When neither can be had, the buffer falls back
+// to normal pages and HugePages reports why.
 func WithHugePages(pageSize int64) Option {
-	return func(o *options) { o.huge, o.hugeSize = true, pageSize }
+	return func(o *options) { o.huge, o.hugeSize, o.thpOnly = true, pageSize, false }
+}
+
+// WithTransparentHugePages asks for a memfd backed by shmem transparent
+// huge pages only (never the hugetlbfs pool): PMD-sized pages (2 MiB on
+// x86-64) for every whole huge page of the buffer, the tail past the last
+// one in normal pages. The kernel allows them for memfds when
+// /sys/kernel/mm/transparent_hugepage/shmem_enabled is always, within_size,
+// advise or force (or, on kernels with per-size controls, when
+// hugepages-2048kB/shmem_enabled says so); the mapping is advised
+// (MADV_HUGEPAGE) and populated, and HugePages reports whether the pages
+// the kernel gave are huge, and if not why. Unlike hugetlbfs pages they
+// need no reserved pool, but each is zeroed whole when allocated and may
+// be unavailable when memory is fragmented. The size need not be a
+// multiple of the huge page size.
+func WithTransparentHugePages() Option {
+	return func(o *options) { o.huge, o.hugeSize, o.thpOnly = true, 0, true }
 }
 
 func newOptions(opts []Option) options {

@@ -67,15 +67,27 @@ func waitReady(t *testing.T, r *sealbuf.Reserve, n int) {
 }
 
 // TestReserveBuffersArePopulated: what Take returns has every page in
-// memory already (the control, a plain New, has none), is zero-filled,
-// writable, and seals and opens like any Buffer.
+// memory already (the control, a memfd only sized and mapped, has none),
+// is zero-filled, writable, and seals and opens like any Buffer.
 func TestReserveBuffersArePopulated(t *testing.T) {
 	const size = 1<<20 + 123
 	pages := (size + os.Getpagesize() - 1) / os.Getpagesize()
 
+	control, err := memfd.Create("control")
+	require.NoError(t, err)
+	defer control.Close()
+	require.NoError(t, control.Truncate(size))
+	require.NoError(t, control.Control(func(fd int) error {
+		mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		require.NoError(t, err)
+		defer unix.Munmap(mem)
+		require.Zero(t, resident(t, mem), "a memfd only sized and mapped has no pages yet (the control)")
+		return nil
+	}))
+	// New populates its pages at once too (MADV_POPULATE_WRITE).
 	plain, err := sealbuf.New(size)
 	require.NoError(t, err)
-	require.Zero(t, resident(t, plain.Bytes()), "a fresh New buffer has no pages yet (the control)")
+	require.Equal(t, pages, resident(t, plain.Bytes()), "New allocates every page at once")
 	require.NoError(t, plain.Close())
 
 	r, err := sealbuf.NewReserve(size, 3, sealbuf.WithName("reserve-probe"))

@@ -33,7 +33,7 @@ func init() {
 // benchModes are the modes the command measures, in table order. mmap-go
 // lives in the bench module only (it would put github.com/edsrzf/mmap-go in
 // the library's module graph).
-var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-floor", "sealed-hugetlb", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor"}
+var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-new", "sealed-floor", "sealed-hugetlb", "sealed-thp", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor", "spin-floor"}
 
 const defaultSizes = "4K,64K,1M,16M,64M"
 
@@ -48,9 +48,11 @@ type benchConfig struct {
 	per    time.Duration
 	rounds int
 	pin    string
-	json   bool
-	svg    string
-	stderr io.Writer
+	// consumers is how many consumer processes each message goes to.
+	consumers int
+	json      bool
+	svg       string
+	stderr    io.Writer
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -59,8 +61,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	sizes := fs.String("sizes", defaultSizes, "message sizes, comma-separated (suffixes K, M, G: powers of 1024)")
 	per := fs.Duration("time", time.Second, "target time per measurement, split into -rounds interleaved rounds (plus a tenth of it to warm up)")
 	rounds := fs.Int("rounds", defaultRounds, "rounds per measurement: the modes of one size take turns, and each reports its median round")
-	pin := fs.String("pin", "same", "CPU pinning: same (producer and consumer on one CPU) or none")
-	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket"}`)
+	pin := fs.String("pin", "same", "CPU pinning: same (producer and consumer on one CPU), cross (each on a CPU of its own) or none")
+	consumers := fs.Int("consumers", 1, "consumer processes each message goes to: socket copies it to each, the sealed modes send the same buffer to each; a message ends when all have acked (modes that cannot fan out get no row)")
+	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket","p50_ns","p99_ns"} (p50, p99: each message's round trip)`)
 	svg := fs.String("svg", "", "also write a chart (SVG) to this file")
 	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference); diagnostics: floor-netpoll (sealed-floor waiting through Go's netpoller), pool-socket (pool with its records over the socket: no WithPoolFutex), pool-netpoll (pool-socket without WithWait), sealed-wait (sealed with it), sealed-paced (sealed-prefault's pacing without the Reserve), lib-producer and lib-consumer (one side the library, the other the floor)")
 	fs.Usage = func() {
@@ -76,13 +79,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := benchConfig{per: *per, rounds: *rounds, pin: *pin, json: *asJSON, svg: *svg, stderr: stderr}
+	cfg := benchConfig{per: *per, rounds: *rounds, pin: *pin, consumers: *consumers, json: *asJSON, svg: *svg, stderr: stderr}
 	var err error
 	if cfg.sizes, err = parseSizes(*sizes); err != nil {
 		return err
 	}
-	if cfg.pin != "same" && cfg.pin != "none" {
-		return fmt.Errorf("-pin %q: want same or none", cfg.pin)
+	if cfg.pin != "same" && cfg.pin != "cross" && cfg.pin != "none" {
+		return fmt.Errorf("-pin %q: want same, cross or none", cfg.pin)
+	}
+	if cfg.consumers < 1 {
+		return fmt.Errorf("-consumers %d: want at least 1", cfg.consumers)
 	}
 	if cfg.per <= 0 {
 		return fmt.Errorf("-time %v: want a positive duration", cfg.per)
@@ -110,7 +116,7 @@ func known(mode string) bool {
 
 // handoffTable measures each mode at each size (producer and consumer in two processes) and prints an aligned table to w.
 func handoffTable(w io.Writer, modes []string, sizes []int64, per time.Duration) error {
-	return bench(w, benchConfig{modes: modes, sizes: sizes, per: per, rounds: defaultRounds, pin: "same", stderr: os.Stderr})
+	return bench(w, benchConfig{modes: modes, sizes: sizes, per: per, rounds: defaultRounds, pin: "same", consumers: 1, stderr: os.Stderr})
 }
 
 // benchRow is one measurement, as -json prints it.
@@ -119,6 +125,10 @@ type benchRow struct {
 	Size     int64   `json:"size"`
 	NsPerMsg float64 `json:"ns_per_msg"`
 	VsSocket float64 `json:"vs_socket"`
+	// P50Ns and P99Ns: quantiles of each message's round trip (from the
+	// fill to the last ack), over every timed message.
+	P50Ns float64 `json:"p50_ns"`
+	P99Ns float64 `json:"p99_ns"`
 
 	msgs int
 	note string
@@ -141,15 +151,27 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opt := handoff.Options{CPU: -1}
-	if cfg.pin == "same" {
+	opt := handoff.Options{CPU: -1, Consumers: cfg.consumers}
+	switch cfg.pin {
+	case "same":
 		if opt.CPU = handoff.PickCPU(); opt.CPU < 0 {
 			return errors.New("-pin same: cannot read this process's CPU mask")
 		}
+	case "cross":
+		cpus := handoff.PickCPUs(2)
+		if len(cpus) < 2 {
+			return fmt.Errorf("-pin cross: needs two CPUs, this process may run on %d", len(cpus))
+		}
+		opt.CPU, opt.ConsumerCPUs = cpus[0], cpus[1:]
 	}
 	hugeOK := map[int64]error{}
 	if slices.Contains(modes, "sealed-hugetlb") {
 		restore := hugePool(cfg, hugeOK)
+		defer restore()
+	}
+	thpOK := map[int64]error{}
+	if slices.Contains(modes, "sealed-thp") {
+		restore := thpKnob(cfg, thpOK)
 		defer restore()
 	}
 
@@ -160,6 +182,10 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 		for _, name := range modes {
 			if name == "sealed-hugetlb" && hugeOK[size] != nil {
 				fmt.Fprintf(cfg.stderr, "sealbuf bench: sealed-hugetlb, %s: no row: %v\n", sizeName(size), hugeOK[size])
+				continue
+			}
+			if name == "sealed-thp" && thpOK[size] != nil {
+				fmt.Fprintf(cfg.stderr, "sealbuf bench: sealed-thp, %s: no row: %v\n", sizeName(size), thpOK[size])
 				continue
 			}
 			mode, _ := handoff.Lookup(name)
@@ -178,7 +204,7 @@ func bench(w io.Writer, cfg benchConfig) (err error) {
 				fmt.Fprintf(cfg.stderr, "sealbuf bench: %s, %s: no row: %v\n", r.Mode, sizeName(size), r.Err)
 				continue
 			}
-			row := benchRow{Mode: r.Mode, Size: size, NsPerMsg: r.NsPerMsg, VsSocket: socketNs / r.NsPerMsg, msgs: r.Msgs, note: r.Note}
+			row := benchRow{Mode: r.Mode, Size: size, NsPerMsg: r.NsPerMsg, VsSocket: socketNs / r.NsPerMsg, P50Ns: r.P50Ns, P99Ns: r.P99Ns, msgs: r.Msgs, note: r.Note}
 			rows = append(rows, row)
 			if err := t.row(row); err != nil {
 				return err
@@ -215,6 +241,36 @@ func hugePool(cfg benchConfig, why map[int64]error) (restore func()) {
 	}
 	// One message in flight at a time, plus one being built.
 	restore, err := handoff.EnsureHugePages(int(2*largest/hp), cfg.stderr)
+	if err != nil {
+		for _, size := range cfg.sizes {
+			if why[size] == nil {
+				why[size] = err
+			}
+		}
+	}
+	return restore
+}
+
+// thpKnob makes sure memfds get shmem transparent huge pages for
+// sealed-thp, setting the kernel's knob (as root) for the run when they do
+// not; it records per size why sealed-thp cannot run.
+func thpKnob(cfg benchConfig, why map[int64]error) (restore func()) {
+	pmd := int64(handoff.THPSize())
+	var smallest int64
+	for _, size := range cfg.sizes {
+		switch {
+		case pmd == 0:
+			why[size] = errors.New("the kernel has no transparent huge pages")
+		case size < pmd:
+			why[size] = fmt.Errorf("%d bytes is less than one %s transparent huge page", size, sizeName(pmd))
+		case smallest == 0:
+			smallest = size
+		}
+	}
+	if smallest == 0 {
+		return func() {}
+	}
+	restore, err := handoff.EnsureShmemTHP(int(pmd), cfg.stderr)
 	if err != nil {
 		for _, size := range cfg.sizes {
 			if why[size] == nil {
@@ -287,7 +343,7 @@ type benchTable struct {
 
 func newBenchTable(w io.Writer, asJSON bool) *benchTable { return &benchTable{w: w, json: asJSON} }
 
-const benchRowFormat = "%-5s  %-16s %11s %9s %10s %6s  %s\n"
+const benchRowFormat = "%-5s  %-16s %11s %11s %11s %9s %10s %6s  %s\n"
 
 func (t *benchTable) row(r benchRow) error {
 	if t.json {
@@ -300,12 +356,12 @@ func (t *benchTable) row(r benchRow) error {
 	}
 	if !t.header {
 		t.header = true
-		if _, err := fmt.Fprintf(t.w, benchRowFormat, "size", "mode", "time/msg", "GB/s", "vs socket", "msgs", "how"); err != nil {
+		if _, err := fmt.Fprintf(t.w, benchRowFormat, "size", "mode", "time/msg", "p50", "p99", "GB/s", "vs socket", "msgs", "how"); err != nil {
 			return err
 		}
 	}
 	gbs := float64(r.Size) / r.NsPerMsg
-	_, err := fmt.Fprintf(t.w, benchRowFormat, sizeName(r.Size), r.Mode, fmtNs(r.NsPerMsg),
+	_, err := fmt.Fprintf(t.w, benchRowFormat, sizeName(r.Size), r.Mode, fmtNs(r.NsPerMsg), fmtNs(r.P50Ns), fmtNs(r.P99Ns),
 		strconv.FormatFloat(gbs, 'f', 2, 64), strconv.FormatFloat(r.VsSocket, 'f', 2, 64)+"x", strconv.Itoa(r.msgs), r.note)
 	return err
 }

@@ -39,7 +39,11 @@ func writeBenchSVG(path string, modes []string, sizes []int64, rows []benchRow, 
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">sealbuf handoff between two processes: speed relative to an AF_UNIX socket copy</text>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="40" fill="#555">higher is faster; one message in flight, every byte written and checked; pin=%s, %v per measurement</text>`+"\n", html.EscapeString(cfg.pin), cfg.per)
+	fanout := ""
+	if cfg.consumers > 1 {
+		fanout = fmt.Sprintf(", each message to %d consumers", cfg.consumers)
+	}
+	fmt.Fprintf(&b, `<text x="10" y="40" fill="#555">higher is faster; one message in flight, every byte written and checked; pin=%s%s, %v per measurement</text>`+"\n", html.EscapeString(cfg.pin), fanout, cfg.per)
 
 	// Grid and y axis.
 	step := ymax / 5

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestBenchJSON runs the bench command briefly at one size and checks the
@@ -23,7 +24,11 @@ func TestBenchJSON(t *testing.T) {
 	for line := range strings.Lines(stdout.String()) {
 		var row map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &row), "line %q", line)
-		require.ElementsMatch(t, []string{"mode", "size", "ns_per_msg", "vs_socket"}, keys(row), "line %q", line)
+		require.ElementsMatch(t, []string{"mode", "size", "ns_per_msg", "vs_socket", "p50_ns", "p99_ns"}, keys(row), "line %q", line)
+		p50, _ := row["p50_ns"].(float64)
+		p99, _ := row["p99_ns"].(float64)
+		require.Positive(t, p50, "line %q", line)
+		require.LessOrEqual(t, p50, p99, "line %q", line)
 		mode, ok := row["mode"].(string)
 		require.True(t, ok, "mode in %q", line)
 		require.Equal(t, float64(4096), row["size"], "line %q", line)
@@ -37,10 +42,10 @@ func TestBenchJSON(t *testing.T) {
 	require.Contains(t, rows, "socket")
 	require.Equal(t, float64(1), rows["socket"]["vs_socket"])
 	for _, mode := range benchModes {
-		if mode == "sealed-hugetlb" {
+		if mode == "sealed-hugetlb" || mode == "sealed-thp" {
 			// 4 KiB is not a whole huge page: no row, and stderr says so.
 			require.NotContains(t, rows, mode)
-			require.Contains(t, stderr.String(), "sealed-hugetlb, 4K: no row")
+			require.Contains(t, stderr.String(), mode+", 4K: no row")
 			continue
 		}
 		require.Contains(t, rows, mode, "stderr: %s", stderr.String())
@@ -72,6 +77,67 @@ func TestBenchJSONPool(t *testing.T) {
 		got = append(got, row.Mode+"/"+sizeName(row.Size))
 	}
 	require.Equal(t, []string{"socket/4K", "pool/4K", "pool-floor/4K", "socket/1M", "pool/1M", "pool-floor/1M"}, got, "stderr: %s", stderr.String())
+}
+
+// benchRows runs the bench command with args (and -json) and returns its
+// rows as mode/size, in order, and its stderr.
+func benchRows(t *testing.T, args ...string) ([]benchRow, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := runBench(append(args, "-json"), &stdout, &stderr)
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	var rows []benchRow
+	for line := range strings.Lines(stdout.String()) {
+		var row benchRow
+		require.NoError(t, json.Unmarshal([]byte(line), &row), "line %q", line)
+		require.Positive(t, row.NsPerMsg, "line %q", line)
+		require.Positive(t, row.VsSocket, "line %q", line)
+		require.Positive(t, row.P50Ns, "line %q", line)
+		require.LessOrEqual(t, row.P50Ns, row.P99Ns, "line %q", line)
+		rows = append(rows, row)
+	}
+	return rows, stderr.String()
+}
+
+func rowNames(rows []benchRow) []string {
+	var names []string
+	for _, r := range rows {
+		names = append(names, r.Mode+"/"+sizeName(r.Size))
+	}
+	return names
+}
+
+// TestBenchPinCross runs producer and consumer on two different CPUs.
+func TestBenchPinCross(t *testing.T) {
+	var set unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &set))
+	if set.Count() < 2 {
+		t.Skipf("-pin cross needs two CPUs, this process may use %d", set.Count())
+	}
+	rows, stderr := benchRows(t, "-sizes", "4K", "-time", "50ms", "-rounds", "1", "-pin", "cross", "-modes", "sealed,sealed-floor")
+	require.Equal(t, []string{"socket/4K", "sealed/4K", "sealed-floor/4K"}, rowNames(rows), "stderr: %s", stderr)
+}
+
+// TestBenchConsumers hands each message to two consumers: the modes that
+// fan out get a row, the others none and a line on stderr saying why.
+func TestBenchConsumers(t *testing.T) {
+	rows, stderr := benchRows(t, "-sizes", "4K", "-time", "50ms", "-rounds", "1", "-consumers", "2", "-modes", "sealed,sealed-floor,pool")
+	require.Equal(t, []string{"socket/4K", "sealed/4K", "sealed-floor/4K"}, rowNames(rows), "stderr: %s", stderr)
+	require.Contains(t, stderr, "pool, 4K: no row")
+	require.Contains(t, stderr, "cannot hand one message to several consumers")
+}
+
+func TestBenchFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-pin", "elsewhere"},
+		{"-consumers", "0"},
+		{"-rounds", "0"},
+		{"-modes", "nonsense"},
+	} {
+		var stdout, stderr bytes.Buffer
+		require.Error(t, runBench(append(args, "-sizes", "4K", "-time", "10ms"), &stdout, &stderr), "%q", args)
+		require.Empty(t, stdout.String(), "%q", args)
+	}
 }
 
 func TestBenchTable(t *testing.T) {

@@ -28,14 +28,32 @@ func init() {
 	Register(Mode{
 		Name:     "lib-consumer",
 		Socket:   unix.SOCK_SEQPACKET,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer(sock, size, true) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newFloorProducer([]*os.File{sock}, size, true) },
 		Consume:  consumeSealed,
 	})
 	Register(Mode{
-		Name:     "sealed-wait",
-		Socket:   unix.SOCK_SEQPACKET,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newSealedProducerOpts(sock, size, diagWait) },
-		Consume:  func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, diagWait) },
+		Name:   "sealed-sendclose",
+		Socket: unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) {
+			p, err := newSealedProducerOpts([]*os.File{sock}, size, sealedWait(size)...)
+			if err != nil {
+				return nil, err
+			}
+			p.sendClose = true
+			p.note += "; SendAndClose, the consumer acks then closes"
+			return p, nil
+		},
+		Consume: func(sock *os.File, size int) error {
+			return consumeSealedOrder(sock, size, false, true, sealedWait(size)...)
+		},
+	})
+	Register(Mode{
+		Name:   "sealed-wait",
+		Socket: unix.SOCK_SEQPACKET,
+		Producer: func(sock *os.File, size int) (Producer, error) {
+			return newSealedProducerOpts([]*os.File{sock}, size, diagWait)
+		},
+		Consume: func(sock *os.File, size int) error { return consumeSealedOpts(sock, size, false, diagWait) },
 	})
 	Register(Mode{
 		Name:     "pool-socket",

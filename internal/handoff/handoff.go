@@ -63,6 +63,12 @@ type Mode struct {
 	// (with one byte, or by releasing the pool slot). It returns nil at end
 	// of file.
 	Consume func(sock *os.File, size int) error
+	// FanOut, for a mode that can hand one message to several consumers,
+	// prepares a producer that sends every message to each of socks (one
+	// per consumer, each running Consume) and whose Send returns once all
+	// of them have acked. Optional: without it the mode measures one
+	// consumer only (Options.Consumers > 1 is refused).
+	FanOut func(socks []*os.File, size int) (Producer, error)
 }
 
 // Producer sends messages of one mode and size.
@@ -79,6 +85,14 @@ type Producer interface {
 // does in the background between messages has caught up, and the next
 // Send is timed alone.
 type Readier interface{ Ready() error }
+
+// Idler is implemented by producers whose consumer busy-waits for the next
+// message: Idle tells it that none will come for a while, so that it
+// stops spinning (it may park: the next Send must wake it). Measure calls
+// it when a session's turn ends (after the warm-up and after each round),
+// so that a spinning consumer does not take the CPU from the modes
+// measured in between.
+type Idler interface{ Idle() error }
 
 // Noter is implemented by producers that say how they built messages
 // (for example which build path they chose).
@@ -122,28 +136,56 @@ func Names() []string {
 
 // Options configure a Session.
 type Options struct {
-	// CPU pins the consumer to this CPU (< 0: no pinning). Pin the
-	// producer, this process, with PinProcess; Measure does.
+	// CPU pins the consumers to this CPU (< 0: no pinning), unless
+	// ConsumerCPUs is set. Pin the producer, this process, with
+	// PinProcess; Measure pins it to CPU.
 	CPU int
+	// ConsumerCPUs, when not empty, pins consumer i to ConsumerCPUs[i %
+	// len] instead of CPU: with the producer on CPU and the consumers
+	// elsewhere, the handoff crosses CPUs (sealbuf bench -pin cross).
+	ConsumerCPUs []int
+	// Consumers is how many consumer processes each message goes to (0
+	// and 1: one). Modes without FanOut refuse more than one.
+	Consumers int
 }
 
-// Session is one producer (this process) connected to one consumer child.
+// consumerCPU returns the CPU consumer i is pinned to (< 0: none).
+func (o Options) consumerCPU(i int) int {
+	if len(o.ConsumerCPUs) > 0 {
+		return o.ConsumerCPUs[i%len(o.ConsumerCPUs)]
+	}
+	return o.CPU
+}
+
+// Session is one producer (this process) connected to one consumer child,
+// or to several for a fan-out (Options.Consumers).
 type Session struct {
 	mode   Mode
 	size   int
 	prod   Producer
-	sock   *os.File
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	kids   []*consumer
+	lat    Latency
 	next   uint64
-	done   bool // the child was waited for
 	closed bool
 }
 
-// Start starts a consumer child for mode and size and connects a producer
-// to it. The child has signalled it is ready when Start returns. Close the
-// Session. On error there is nothing to close.
+// consumer is one consumer child and the producer's end of its socket.
+type consumer struct {
+	sock   *os.File
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   bool // the child was waited for
+}
+
+// Start starts the consumer children (opt.Consumers, at least one) for mode
+// and size and connects a producer to them. Every child has signalled it
+// is ready when Start returns. Close the Session. On error there is
+// nothing to close.
 func Start(mode Mode, size int, opt Options) (s *Session, err error) {
+	n := max(opt.Consumers, 1)
+	if n > 1 && mode.FanOut == nil {
+		return nil, fmt.Errorf("handoff: %s cannot hand one message to several consumers: it measures one only (-consumers 1)", mode.Name)
+	}
 	if mode.Supports != nil {
 		if err := mode.Supports(size); err != nil {
 			return nil, err
@@ -153,6 +195,46 @@ func Start(mode Mode, size int, opt Options) (s *Session, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("handoff: find own binary to re-execute: %w", err)
 	}
+	s = &Session{mode: mode, size: size}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	socks := make([]*os.File, n)
+	for i := range n {
+		k, err := startConsumer(exe, mode, size, opt.consumerCPU(i))
+		if k != nil {
+			s.kids = append(s.kids, k)
+		}
+		if err != nil {
+			return s, err
+		}
+		socks[i] = k.sock
+	}
+	for i, k := range s.kids {
+		var ready [1]byte
+		if n, err := k.sock.Read(ready[:]); n != 1 {
+			return s, s.childError(fmt.Errorf("consumer %d did not start: %v", i+1, err))
+		}
+	}
+	var prod Producer
+	if n > 1 {
+		prod, err = mode.FanOut(socks, size)
+	} else {
+		prod, err = mode.Producer(socks[0], size)
+	}
+	if err != nil {
+		return s, fmt.Errorf("handoff: %s producer: %w", mode.Name, err)
+	}
+	s.prod = prod
+	return s, nil
+}
+
+// startConsumer starts one consumer child pinned to cpu (< 0: not
+// pinned). It returns the child even on error, if it has one to close.
+func startConsumer(exe string, mode Mode, size, cpu int) (*consumer, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, mode.Socket|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("handoff: %s: %w", mode.Name, os.NewSyscallError("socketpair", err))
@@ -160,38 +242,22 @@ func Start(mode Mode, size int, opt Options) (s *Session, err error) {
 	mine := os.NewFile(uintptr(fds[0]), "handoff producer socket")
 	theirs := os.NewFile(uintptr(fds[1]), "handoff consumer socket")
 	defer theirs.Close() // the child has its own copy once started
-	s = &Session{mode: mode, size: size, sock: mine, stderr: new(bytes.Buffer)}
-	defer func() {
-		if err != nil {
-			s.Close()
-			s = nil
-		}
-	}()
+	k := &consumer{sock: mine, stderr: new(bytes.Buffer)}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(),
 		RoleEnv+"="+Role,
 		envMode+"="+mode.Name,
 		envSize+"="+strconv.Itoa(size),
-		envCPU+"="+strconv.Itoa(opt.CPU),
+		envCPU+"="+strconv.Itoa(cpu),
 	)
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 in the child
 	cmd.Stdout = os.Stderr
-	cmd.Stderr = s.stderr
+	cmd.Stderr = k.stderr
 	if err := cmd.Start(); err != nil {
-		return s, fmt.Errorf("handoff: start consumer: %w", err)
+		return k, fmt.Errorf("handoff: start consumer: %w", err)
 	}
-	s.cmd = cmd
-	theirs.Close()
-	var ready [1]byte
-	if n, err := mine.Read(ready[:]); n != 1 {
-		return s, s.childError(fmt.Errorf("consumer did not start: %v", err))
-	}
-	prod, err := mode.Producer(mine, size)
-	if err != nil {
-		return s, fmt.Errorf("handoff: %s producer: %w", mode.Name, err)
-	}
-	s.prod = prod
-	return s, nil
+	k.cmd = cmd
+	return k, nil
 }
 
 // Note returns the producer's note on how it builds messages, if any.
@@ -218,7 +284,8 @@ func (s *Session) Run(n int) error {
 // RunFor hands messages over until d has passed (at least one) or ctx is
 // done, and returns how many and how long they took. For a Readier
 // producer the time is the sum of the Sends alone, the Ready waits left
-// out; d still bounds the wall time.
+// out; d still bounds the wall time. Every message's round trip (its Send,
+// from the fill to the last ack) is recorded in Latency.
 func (s *Session) RunFor(ctx context.Context, d time.Duration) (int, time.Duration, error) {
 	start := time.Now()
 	n := 0
@@ -233,7 +300,9 @@ func (s *Session) RunFor(ctx context.Context, d time.Duration) (int, time.Durati
 		}
 		n++
 		now := time.Now()
-		timed += now.Sub(t0)
+		rt := now.Sub(t0)
+		s.lat.Record(rt)
+		timed += rt
 		if now.Sub(start) >= d {
 			if !s.Paced() {
 				timed = now.Sub(start)
@@ -244,6 +313,18 @@ func (s *Session) RunFor(ctx context.Context, d time.Duration) (int, time.Durati
 			return n, timed, err
 		}
 	}
+}
+
+// Idle runs the producer's Idle (nothing for other producers).
+func (s *Session) Idle() error {
+	i, ok := s.prod.(Idler)
+	if !ok {
+		return nil
+	}
+	if err := i.Idle(); err != nil {
+		return s.childError(fmt.Errorf("%s, idle: %w", s.mode.Name, err))
+	}
+	return nil
 }
 
 // Paced reports whether the producer is a Readier: its messages are timed
@@ -274,31 +355,44 @@ func (s *Session) send() error {
 	return nil
 }
 
-// childError adds what the consumer said to err, once it has exited.
+// Latency returns the round trips RunFor recorded (Reset it to start
+// again, as Measure does after the warm-up).
+func (s *Session) Latency() *Latency { return &s.lat }
+
+// childError adds what the consumers said to err, once they have exited.
 func (s *Session) childError(err error) error {
-	if s.cmd == nil || s.done {
-		return err
+	for _, k := range s.kids {
+		if k.cmd != nil && !k.done {
+			k.sock.Close() // let a consumer still waiting see end of file
+		}
 	}
-	s.sock.Close() // let a consumer still waiting see end of file
-	werr := s.wait()
-	if msg := bytes.TrimSpace(s.stderr.Bytes()); len(msg) > 0 {
-		return fmt.Errorf("%w; consumer: %s", err, msg)
-	}
-	if werr != nil {
-		return fmt.Errorf("%w; consumer: %v", err, werr)
+	for i, k := range s.kids {
+		if k.cmd == nil || k.done {
+			continue
+		}
+		who := "consumer"
+		if len(s.kids) > 1 {
+			who = fmt.Sprintf("consumer %d", i+1)
+		}
+		werr := k.wait()
+		if msg := bytes.TrimSpace(k.stderr.Bytes()); len(msg) > 0 {
+			err = fmt.Errorf("%w; %s: %s", err, who, msg)
+		} else if werr != nil {
+			err = fmt.Errorf("%w; %s: %v", err, who, werr)
+		}
 	}
 	return err
 }
 
-func (s *Session) wait() error {
-	if s.done {
+func (k *consumer) wait() error {
+	if k.done {
 		return nil
 	}
-	s.done = true
-	return s.cmd.Wait()
+	k.done = true
+	return k.cmd.Wait()
 }
 
-// Close hangs up and waits for the consumer. It reports a consumer that
+// Close hangs up and waits for the consumers. It reports a consumer that
 // failed. Closing again does nothing.
 func (s *Session) Close() error {
 	if s.closed {
@@ -309,10 +403,14 @@ func (s *Session) Close() error {
 	if s.prod != nil {
 		err = s.prod.Close()
 	}
-	s.sock.Close()
-	if s.cmd != nil && !s.done {
-		if werr := s.wait(); werr != nil && err == nil {
-			err = fmt.Errorf("handoff: %s consumer: %v: %s", s.mode.Name, werr, bytes.TrimSpace(s.stderr.Bytes()))
+	for _, k := range s.kids {
+		k.sock.Close()
+	}
+	for _, k := range s.kids {
+		if k.cmd != nil && !k.done {
+			if werr := k.wait(); werr != nil && err == nil {
+				err = fmt.Errorf("handoff: %s consumer: %v: %s", s.mode.Name, werr, bytes.TrimSpace(k.stderr.Bytes()))
+			}
 		}
 	}
 	return err
@@ -324,17 +422,21 @@ type Result struct {
 	Size     int
 	Msgs     int     // messages timed, all rounds
 	NsPerMsg float64 // the median of the rounds' time per message
-	Note     string  // the producer's note (Noter)
-	Err      error   // the mode could not be measured: the other fields are zero
+	// P50Ns and P99Ns are quantiles of the round trip of every timed
+	// message (all rounds): from the producer's fill to the last ack.
+	P50Ns, P99Ns float64
+	Note         string // the producer's note (Noter)
+	Err          error  // the mode could not be measured: the other fields are zero
 }
 
 // Measure measures modes at one size, interleaved so that a noisy machine
 // (another process taking the CPU for a while) hurts every mode alike: it
 // starts a session per mode, warms each for warm, then runs rounds rounds,
 // each giving every session per/rounds in turn. A mode's time per message
-// is the median over the rounds. With opt.CPU ≥ 0 this process is pinned
-// to that CPU meanwhile (see PinProcess). A mode that fails gets a Result
-// with Err; ctx's error ends the measurement.
+// is the median over the rounds; its p50 and p99 are over every message
+// of every round (the warm-up left out). With opt.CPU ≥ 0 this process is
+// pinned to that CPU meanwhile (see PinProcess). A mode that fails gets a
+// Result with Err; ctx's error ends the measurement.
 func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duration, rounds int, opt Options) ([]Result, error) {
 	rounds = max(rounds, 1)
 	if opt.CPU >= 0 {
@@ -359,6 +461,9 @@ func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duratio
 		if err == nil {
 			_, _, err = s.RunFor(ctx, warm)
 		}
+		if err == nil {
+			err = s.Idle()
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -370,6 +475,7 @@ func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duratio
 			continue
 		}
 		sessions[i] = s
+		s.lat.Reset()
 		results[i].Note = s.Note()
 	}
 	perRound := make([][]float64, len(modes))
@@ -380,6 +486,9 @@ func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duratio
 				continue
 			}
 			n, el, err := s.RunFor(ctx, per/time.Duration(rounds))
+			if err == nil {
+				err = s.Idle()
+			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -402,6 +511,8 @@ func Measure(ctx context.Context, modes []Mode, size int, warm, per time.Duratio
 			continue
 		}
 		results[i].NsPerMsg = median(perRound[i])
+		results[i].P50Ns = s.lat.Quantile(0.50)
+		results[i].P99Ns = s.lat.Quantile(0.99)
 	}
 	return results, nil
 }
@@ -435,7 +546,7 @@ func child() error {
 		return fmt.Errorf("handoff consumer: bad %s: %w", envSize, err)
 	}
 	if cpu, err := strconv.Atoi(os.Getenv(envCPU)); err == nil && cpu >= 0 {
-		if _, err := PinProcess(cpu); err != nil {
+		if _, err := pinProcess(cpu, false); err != nil {
 			return err
 		}
 	}

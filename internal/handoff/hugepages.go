@@ -86,3 +86,89 @@ func EnsureHugePages(pages int, log io.Writer) (restore func(), err error) {
 	}
 	return restore, nil
 }
+
+const (
+	thpDir          = "/sys/kernel/mm/transparent_hugepage/"
+	thpShmemEnabled = thpDir + "shmem_enabled"
+)
+
+// THPSize returns the transparent huge page size (the PMD size), or 0 when
+// the kernel has none.
+func THPSize() int {
+	b, err := os.ReadFile(thpDir + "hpage_pmd_size")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// sysfsChoice returns the bracketed word of a sysfs choice file.
+func sysfsChoice(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	i, j := strings.IndexByte(s, '['), strings.IndexByte(s, ']')
+	if i < 0 || j < i {
+		return strings.TrimSpace(s), nil
+	}
+	return s[i+1 : j], nil
+}
+
+// EnsureShmemTHP makes sure a memfd buffer of size bytes gets shmem
+// transparent huge pages (sealbuf.WithTransparentHugePages). When it does
+// not and this process may write the knobs (root), it sets
+// /sys/kernel/mm/transparent_hugepage/shmem_enabled to advise (which
+// affects only mappings advised with MADV_HUGEPAGE) and the PMD size's
+// per-size control, if it says never, to inherit; it says so on log and
+// returns a function that puts the old values back (call it on every
+// path). Otherwise it returns an error saying why there are none.
+func EnsureShmemTHP(size int, log io.Writer) (restore func(), err error) {
+	restore = func() {}
+	why := thpAvailable(size)
+	if why == nil {
+		return restore, nil
+	}
+	if os.Geteuid() != 0 {
+		return restore, fmt.Errorf("%w (only root can change %s)", why, thpShmemEnabled)
+	}
+	perSize := fmt.Sprintf("%shugepages-%dkB/shmem_enabled", thpDir, THPSize()>>10)
+	var undo []func()
+	restore = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	set := func(path, want string) error {
+		old, err := sysfsChoice(path)
+		if err != nil || old == want {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(want), 0); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "sealbuf bench: set %s from %s to %s for transparent huge pages; it is restored afterwards\n", path, old, want)
+		undo = append(undo, func() {
+			if err := os.WriteFile(path, []byte(old), 0); err != nil {
+				fmt.Fprintf(log, "sealbuf bench: could not restore %s to %s: %v\n", path, old, err)
+				return
+			}
+			fmt.Fprintf(log, "sealbuf bench: restored %s to %s\n", path, old)
+		})
+		return nil
+	}
+	if err := set(thpShmemEnabled, "advise"); err != nil {
+		return restore, fmt.Errorf("%w; setting %s to advise failed: %w", why, thpShmemEnabled, err)
+	}
+	if old, err := sysfsChoice(perSize); err == nil && old == "never" {
+		if err := set(perSize, "inherit"); err != nil {
+			return restore, fmt.Errorf("%w; setting %s to inherit failed: %w", why, perSize, err)
+		}
+	}
+	if err := thpAvailable(size); err != nil {
+		return restore, fmt.Errorf("with %s advise: %w", thpShmemEnabled, err)
+	}
+	return restore, nil
+}

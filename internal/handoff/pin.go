@@ -14,16 +14,27 @@ import (
 // PickCPU returns the highest-numbered CPU this process may run on (CPU 0
 // tends to take more interrupts), or -1 if the mask cannot be read.
 func PickCPU() int {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return -1
-	}
-	for cpu := len(set)*64 - 1; cpu >= 0; cpu-- {
-		if set.IsSet(cpu) {
-			return cpu
-		}
+	if cpus := PickCPUs(1); len(cpus) == 1 {
+		return cpus[0]
 	}
 	return -1
+}
+
+// PickCPUs returns up to n of the CPUs this process may run on, highest
+// first (nil if the mask cannot be read): for -pin cross, the producer
+// takes the first and the consumers the second.
+func PickCPUs(n int) []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var cpus []int
+	for cpu := len(set)*64 - 1; cpu >= 0 && len(cpus) < n; cpu-- {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus
 }
 
 // PinProcess pins every thread of this process to cpu (threads created
@@ -34,11 +45,19 @@ func PickCPU() int {
 // previous mask and GOMAXPROCS. sched_setaffinity(2) applies to one thread,
 // and a Go program runs on several, so each is pinned by its id.
 func PinProcess(cpu int) (restore func(), err error) {
+	return pinProcess(cpu, true)
+}
+
+// pinProcess is PinProcess; without check it does not first make sure
+// that cpu is in the process's mask: a consumer started by a producer
+// already pinned elsewhere (-pin cross) inherits the producer's one-CPU
+// mask, and may leave it.
+func pinProcess(cpu int, check bool) (restore func(), err error) {
 	var old unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {
 		return nil, os.NewSyscallError("sched_getaffinity", err)
 	}
-	if !old.IsSet(cpu) {
+	if check && !old.IsSet(cpu) {
 		return nil, fmt.Errorf("handoff: pin to CPU %d: not in this process's CPU mask (%d CPUs allowed)", cpu, old.Count())
 	}
 	var set unix.CPUSet

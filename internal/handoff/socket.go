@@ -20,15 +20,17 @@ func init() {
 	Register(Mode{
 		Name:     "socket",
 		Socket:   unix.SOCK_STREAM,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newCopyProducer(sock, size, false) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newCopyProducer([]*os.File{sock}, size, false) },
 		Consume:  func(sock *os.File, size int) error { return consumeCopy(sock, size, false) },
+		FanOut:   func(socks []*os.File, size int) (Producer, error) { return newCopyProducer(socks, size, false) },
 	})
 	Register(Mode{
 		Name:     "seqpacket",
 		Socket:   unix.SOCK_SEQPACKET,
 		Supports: fitsDatagram,
-		Producer: func(sock *os.File, size int) (Producer, error) { return newCopyProducer(sock, size, true) },
+		Producer: func(sock *os.File, size int) (Producer, error) { return newCopyProducer([]*os.File{sock}, size, true) },
 		Consume:  func(sock *os.File, size int) error { return consumeCopy(sock, size, true) },
+		FanOut:   func(socks []*os.File, size int) (Producer, error) { return newCopyProducer(socks, size, true) },
 	})
 }
 
@@ -63,39 +65,63 @@ func unixConn(sock *os.File) (*net.UnixConn, error) {
 	return uc, nil
 }
 
+// copyProducer writes each message to every consumer in turn (a copy
+// each), then reads their acks.
 type copyProducer struct {
-	c      *net.UnixConn
+	conns  []*net.UnixConn
 	buf    []byte
 	packet bool
 }
 
-func newCopyProducer(sock *os.File, size int, packet bool) (*copyProducer, error) {
-	c, err := unixConn(sock)
-	if err != nil {
-		return nil, err
+func newCopyProducer(socks []*os.File, size int, packet bool) (*copyProducer, error) {
+	p := &copyProducer{buf: make([]byte, size), packet: packet}
+	for _, sock := range socks {
+		c, err := unixConn(sock)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.conns = append(p.conns, c)
 	}
-	return &copyProducer{c: c, buf: make([]byte, size), packet: packet}, nil
+	return p, nil
 }
 
 func (p *copyProducer) Send(k uint64) error {
 	Fill(p.buf, k)
-	n, err := p.c.Write(p.buf)
-	if err != nil {
-		return err
+	for _, c := range p.conns {
+		n, err := c.Write(p.buf)
+		if err != nil {
+			return err
+		}
+		if n != len(p.buf) {
+			return fmt.Errorf("short write: %d of %d bytes", n, len(p.buf))
+		}
 	}
-	if n != len(p.buf) {
-		return fmt.Errorf("short write: %d of %d bytes", n, len(p.buf))
+	for _, c := range p.conns {
+		if err := readAck(c); err != nil {
+			return err
+		}
 	}
-	return readAck(p.c)
+	return nil
 }
 
-func (p *copyProducer) Close() error { return p.c.Close() }
+func (p *copyProducer) Close() error {
+	var errs []error
+	for _, c := range p.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
 
 func (p *copyProducer) Note() string {
+	note := "net.UnixConn write, read"
 	if p.packet {
-		return "net.UnixConn, one packet a message"
+		note = "net.UnixConn, one packet a message"
 	}
-	return "net.UnixConn write, read"
+	if len(p.conns) > 1 {
+		note += fmt.Sprintf("; written to each of %d consumers in turn, then their acks", len(p.conns))
+	}
+	return note
 }
 
 func readAck(r io.Reader) error {
