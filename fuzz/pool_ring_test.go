@@ -39,11 +39,11 @@ func ringLayout(slots int) (size, entry, msgOff int) {
 	return (msgOff + slots*entry + pg - 1) &^ (pg - 1), entry, msgOff
 }
 
-// FuzzPoolRing is a hostile peer of a futex pool (WithPoolFutex) that
+// FuzzPoolRing is a hostile peer of a futex pool (pool.WithFutex) that
 // writes whatever ops says into the shared ring — entry bytes anywhere,
 // any head value — and onto the socket, and calls the library side in
 // between: with side even the library is the consumer (a raw producer
-// writes the message ring; PoolReader.Receive and View.Release run), with
+// writes the message ring; Reader.Receive and View.Release run), with
 // side odd the producer (a raw consumer writes the release ring;
 // Pool.TryAcquire and Slot.Send run). The library must not panic, hang or
 // leak a descriptor or a mapping, must fail only with documented errors,

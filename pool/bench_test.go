@@ -24,10 +24,10 @@ import (
 // everything. The consumer reads the first and the last byte of each
 // message.
 //
-//	pool        Pool → PoolReader over unixpacket: copy into a slot, a
+//	pool        Writer → Reader over unixpacket: copy into a slot, a
 //	            16-byte message, a 16-byte release back (several in one
 //	            message when the consumer is behind)
-//	pool-futex  the same WithPoolFutex: records through the shared ring,
+//	pool-futex  the same pool.WithFutex: records through the shared ring,
 //	            futex wake-ups
 //	pool-floor  handoff.PoolFloor: the pool's protocol with raw blocking
 //	            read and write, no checks, no batching: the floor of slot

@@ -32,10 +32,10 @@ var poolSockTypes = []struct {
 }{{"unixpacket", unix.SOCK_SEQPACKET}, {"unix", unix.SOCK_STREAM}}
 
 // poolFutex, or-ed into a socket type, makes newPoolPair (and poolOpts)
-// build a futex pool (WithPoolFutex) over that socket type.
+// build a futex pool (pool.WithFutex) over that socket type.
 const poolFutex = 1 << 24
 
-// poolFlavors are poolSockTypes, each with and without WithPoolFutex.
+// poolFlavors are poolSockTypes, each with and without pool.WithFutex.
 var poolFlavors = []struct {
 	name string
 	typ  int
@@ -44,7 +44,7 @@ var poolFlavors = []struct {
 	{"unixpacket-futex", unix.SOCK_SEQPACKET | poolFutex}, {"unix-futex", unix.SOCK_STREAM | poolFutex},
 }
 
-// poolOpts adds WithPoolFutex to opts when typ asks for it.
+// poolOpts adds pool.WithFutex to opts when typ asks for it.
 func poolOpts(typ int, opts ...pool.Option) []pool.Option {
 	if typ&poolFutex != 0 {
 		return append(opts, pool.WithFutex())

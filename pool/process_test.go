@@ -219,7 +219,7 @@ func TestPoolHoldBackIsBounded(t *testing.T) {
 }
 
 // TestPoolFloor runs the benchmark floor through a few messages, and
-// checks it refuses an unsealed pool like AcceptPool.
+// checks it refuses an unsealed pool like pool.Accept.
 func TestPoolFloor(t *testing.T) {
 	sock, child := startPoolChild(t, "bench-floor", "", unix.SOCK_SEQPACKET)
 	f, err := handoff.NewPoolFloor(sock, 3, 10000)

@@ -495,7 +495,7 @@ func requireDone(t *testing.T, done <-chan error, d time.Duration, what string) 
 }
 
 // requireWakeRecord checks the wake-up protocol from the side of a library
-// wait running in another goroutine on pool (a *Pool or *PoolReader; its
+// wait running in another goroutine on pool (a *Writer or *Reader; its
 // result comes on got): once its state word reads 2 and its read is
 // blocked on the socket, what publish writes into the ring alone does not
 // end the wait; a wake-up record from peer does.

@@ -28,7 +28,7 @@ func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	return ca, cb
 }
 
-// TestKernelWaitPool: a Pool and PoolReader over Conns with the option
+// TestKernelWaitPool: a Writer and Reader over Conns with the option
 // exchange messages, and a cancelled context or a Discard still wakes
 // their waits.
 func TestKernelWaitPool(t *testing.T) {

@@ -143,7 +143,7 @@ func parsePoolHello(b []byte) (poolHello, error) {
 		return poolHello{}, poolProtoError(nil, "a pool hello of format version %d; this sealbuf speaks versions 1 and 2 (a futex pool): upgrade it", b[7])
 	}
 	if len(b) != poolHelloLen || (string(b[:8]) != poolMagic && string(b[:8]) != poolMagicRing) {
-		return poolHello{}, poolProtoError(nil, "the first message is not a pool hello (%d bytes, want %d starting %q or %q): is the peer a sealbuf Pool?", len(b), poolHelloLen, poolMagic, poolMagicRing)
+		return poolHello{}, poolProtoError(nil, "the first message is not a pool hello (%d bytes, want %d starting %q or %q): is the peer a sealbuf pool.Writer?", len(b), poolHelloLen, poolMagic, poolMagicRing)
 	}
 	slots := binary.LittleEndian.Uint32(b[8:])
 	maxHeader := binary.LittleEndian.Uint32(b[12:])

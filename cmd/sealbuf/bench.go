@@ -33,7 +33,7 @@ func init() {
 // benchModes are the modes the command measures, in table order. mmap-go
 // lives in the bench module only (it would put github.com/edsrzf/mmap-go in
 // the library's module graph).
-var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-new", "sealed-floor", "sealed-hugetlb", "sealed-thp", "sealed-prefault", "pool", "pool-floor", "pool-futex-floor", "spin-floor"}
+var benchModes = []string{"socket", "seqpacket", "sealed", "sealed-new", "sealed-floor", "sealed-hugetlb", "sealed-thp", "sealed-prefault", "pool", "pool-spin", "pool-floor", "pool-futex-floor", "spin-floor"}
 
 const defaultSizes = "4K,64K,1M,16M,64M"
 
@@ -65,7 +65,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	consumers := fs.Int("consumers", 1, "consumer processes each message goes to: socket copies it to each, the sealed modes send the same buffer to each; a message ends when all have acked (modes that cannot fan out get no row)")
 	asJSON := fs.Bool("json", false, `print one JSON object per line: {"mode","size","ns_per_msg","vs_socket","p50_ns","p99_ns"} (p50, p99: each message's round trip)`)
 	svg := fs.String("svg", "", "also write a chart (SVG) to this file")
-	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference); diagnostics: floor-netpoll (sealed-floor waiting through Go's netpoller), pool-socket (pool with its records over the socket: no WithPoolFutex), pool-netpoll (pool-socket without WithWait), sealed-wait (sealed with it), sealed-paced (sealed-prefault's pacing without the Reserve), lib-producer and lib-consumer (one side the library, the other the floor)")
+	modes := fs.String("modes", strings.Join(benchModes, ","), "modes to measure, comma-separated (socket is always measured: it is the reference); diagnostics: floor-netpoll (sealed-floor waiting through Go's netpoller), pool-socket (pool with its records over the socket: no pool.WithFutex), pool-netpoll (pool-socket without WithWait), sealed-wait (sealed with it), sealed-paced (sealed-prefault's pacing without the Reserve), lib-producer and lib-consumer (one side the library, the other the floor)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sealbuf bench [flags]\n\nEach mode hands messages of each size from this process to a child process and back (one ack per message); every byte is written and checked.\n\n")
 		fs.PrintDefaults()

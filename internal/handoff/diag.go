@@ -16,7 +16,7 @@ import (
 // library's producer with the floor's consumer, and the reverse);
 // sealed-wait is the sealed mode with WithWait at every size (sealed
 // uses it up to 64 KiB only); pool-socket is the pool mode with its records
-// over the socket (no WithPoolFutex), pool-netpoll that without
+// over the socket (no pool.WithFutex), pool-netpoll that without
 // WithWait either.
 func init() {
 	Register(Mode{

@@ -24,8 +24,8 @@ import (
 // acquiring the slot again, at the end of each Send, so that one message
 // is in flight at a time and its whole cost falls inside Send.
 //
-// pool is the library (pool.New, Acquire, Send; AcceptPool,
-// Receive, Release) in its latency configuration: WithPoolFutex (records
+// pool is the library (pool.New, Acquire, Send; pool.Accept,
+// Receive, Release) in its latency configuration: pool.WithFutex (records
 // in a shared ring, futex wake-ups) and WithWait. pool-floor is
 // the same steps in raw x/sys/unix calls on a blocking socket
 // (PoolFloor): the floor the issue measures the pool against;
@@ -128,7 +128,7 @@ func newPoolProducer(sock *os.File, size int, cfg poolConfig) (Producer, error) 
 func (p *poolProducer) Note() string {
 	note := "1 slot: Acquire, fill, Send; Receive, Release"
 	if p.cfg.futex {
-		note += "; WithPoolFutex"
+		note += "; pool.WithFutex"
 	}
 	if p.cfg.wait > 0 || p.cfg.spin > 0 {
 		return note + fmt.Sprintf("; WithWait(Spin %v, Kernel %v)", p.cfg.spin, p.cfg.wait)

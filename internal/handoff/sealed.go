@@ -359,7 +359,7 @@ func newNewProducer(socks []*os.File, size int) (Producer, error) {
 	note := "New+fill+Seal"
 	opts := sealedWait(size)
 	if len(opts) > 0 {
-		note += "; WithBlockingWait(1ms)"
+		note += "; WithWait(Kernel 1ms)"
 	}
 	return newBuiltProducer(socks, size, build, note, opts...)
 }
