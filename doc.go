@@ -65,6 +65,16 @@
 // belong to the caller. After Close every method returns an error wrapping
 // os.ErrClosed.
 //
+// # Sizes: int and int64
+//
+// A size of memory this process makes or indexes is an int: New's size,
+// Len, a pool's slot size and header limit (they are slice lengths). A
+// limit on what a peer may hand over is an int64: MaxSize, MapMaxSize,
+// pool.WithMaxSize, and a huge page size (WithHugePages). A peer's memfd
+// can be larger than an int holds on a 32-bit port, and such a limit must
+// be able to say so; anything that passes it is then mapped and measured
+// as an int.
+//
 // # Examples
 //
 // ExamplePair runs a producer and a consumer in two processes; ExampleConn
