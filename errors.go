@@ -34,7 +34,7 @@ var (
 	// ErrTooManyFiles is matched when a received message carried more
 	// descriptors than the Conn's limit (WithMaxFiles), or the kernel
 	// truncated its control data (MSG_CTRUNC). All were closed.
-	ErrTooManyFiles = errors.New("too many descriptors in one message")
+	ErrTooManyFiles = wire.ErrTooManyFiles
 
 	// ErrMalformed is matched when a received message does not follow the
 	// wire format: a bad stream frame prefix, a descriptor count that does

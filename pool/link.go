@@ -194,6 +194,10 @@ func (l *link) sendRecord(ctx context.Context, r poolRecord, header []byte) erro
 // from the producer for longer.
 var poolHoldBack = 250 * time.Microsecond
 
+// poolHoldBackRetry is how soon the hold-back timer tries again when the
+// socket had no room (a producer that does not read its socket).
+const poolHoldBackRetry = 10 * time.Millisecond
+
 // release sends a release record, or holds it back while messages that
 // the consumer has read already wait for Receive: it then goes with the
 // next ones, in one message (at most poolMaxBatch records), at the latest
@@ -222,18 +226,28 @@ func (l *link) release(r poolRecord) error {
 		}
 		return nil
 	}
-	return l.flushLocked(context.Background())
+	return l.flushLocked(context.Background(), false)
 }
 
 // timedFlush sends what is held back when poolHoldBack has passed.
+//
+// It never waits for room on the socket: against a producer that does not
+// read it, it would wait for ever holding relMu, and with it every
+// Receive, whose flush before it waits takes relMu (its ctx would not
+// help). A full socket keeps the records held, and the timer tries again.
 func (l *link) timedFlush() {
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
 	l.relArmed = false
-	if !l.relClosed {
-		if err := l.flushLocked(context.Background()); err != nil && l.relErr == nil && !errors.Is(err, io.EOF) {
-			l.relErr = err
-		}
+	if l.relClosed {
+		return
+	}
+	switch err := l.flushLocked(context.Background(), true); {
+	case errors.Is(err, wire.ErrWouldBlock):
+		l.relArmed = true
+		l.relTimer.Reset(poolHoldBackRetry)
+	case err != nil && l.relErr == nil && !errors.Is(err, io.EOF):
+		l.relErr = err
 	}
 }
 
@@ -255,15 +269,18 @@ func (l *link) flushReleases(ctx context.Context) error {
 	}
 	l.relMu.Lock()
 	defer l.relMu.Unlock()
-	return l.flushLocked(ctx)
+	return l.flushLocked(ctx, false)
 }
 
-func (l *link) flushLocked(ctx context.Context) error {
+// flushLocked sends the queued release records; with noWait, a socket
+// with no room keeps them queued and returns wire.ErrWouldBlock. The
+// caller holds relMu.
+func (l *link) flushLocked(ctx context.Context, noWait bool) error {
 	if l.relN == 0 {
 		return nil
 	}
 	l.c.SendMu.Lock()
-	err := ioError("send releases", l.c.Send(ctx, l.relBuf[:l.relN*poolRecordLen], nil, nil, 0, false))
+	err := ioError("send releases", l.c.Send(ctx, l.relBuf[:l.relN*poolRecordLen], nil, nil, 0, noWait))
 	l.c.SendMu.Unlock()
 	if err == nil || errors.Is(err, io.EOF) { // a producer that is gone needs none
 		l.relN = 0

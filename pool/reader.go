@@ -196,7 +196,10 @@ func (r *Reader) Seals() memfd.Seals { return r.seals }
 // still hold (ErrSlotBusy), descriptors attached — fails matching
 // ErrProtocol and the precise sentinel; the message is dropped and the
 // next Receive goes on. A header longer than header fails matching
-// io.ErrShortBuffer; that message's slot is released at once.
+// io.ErrShortBuffer; that message's slot is released at once. When that
+// release (or the one of a length past the slot) cannot be sent before
+// ctx ends — a producer that does not read its socket — the error
+// matches ctx's error too.
 func (r *Reader) Receive(ctx context.Context, header []byte) (View, int, error) {
 	if r.isClosed() {
 		return View{}, 0, fmt.Errorf("pool: receive: %w", os.ErrClosed)
@@ -224,8 +227,15 @@ func (r *Reader) Receive(ctx context.Context, header []byte) (View, int, error) 
 	}
 	r.mu.Unlock()
 	if handBack {
-		if rerr := r.link.releaseNow(ctx, poolRecord{kind: poolKindRelease, slot: rec.slot, gen: rec.gen}); rerr != nil && !errors.Is(rerr, io.EOF) && err == nil {
-			err = rerr
+		if rerr := r.link.releaseNow(ctx, poolRecord{kind: poolKindRelease, slot: rec.slot, gen: rec.gen}); rerr != nil && !errors.Is(rerr, io.EOF) {
+			// The hand-back did not go (ctx ended, the write deadline
+			// passed, Close): say so with the refusal, so that a caller
+			// whose ctx ended sees ctx's error.
+			if verr != nil {
+				verr = fmt.Errorf("%w (the slot could not be handed back: %w)", verr, rerr)
+			} else {
+				err = fmt.Errorf("%w (the slot could not be handed back: %w)", err, rerr)
+			}
 		}
 	}
 	if verr != nil {

@@ -260,26 +260,33 @@ func (m *msgReader) rights() ([]int, error) {
 // CtruncCause says why the kernel may have truncated a control message:
 // the peer sent more descriptors than there was room for, or this process
 // could not take them all — it reaches its descriptor limit (RLIMIT_NOFILE)
-// — which is checked here and said when it is close.
+// — which is checked here and said when it is close. It runs while the
+// descriptors that were installed are still open: a process that ran out
+// cannot even open /proc/self/fd to count them (EMFILE), which says it.
 func CtruncCause(room int) string {
 	var lim unix.Rlimit
-	open := countOpen()
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && open >= 0 && uint64(open)+uint64(room) >= lim.Cur {
-		return fmt.Sprintf("either the peer sent more than %d descriptors, or this process ran out of descriptors (%d open, RLIMIT_NOFILE %d: raise the limit or close descriptors)", room, open, lim.Cur)
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+		open, err := countOpen()
+		switch {
+		case errors.Is(err, unix.EMFILE):
+			return fmt.Sprintf("this process ran out of descriptors (RLIMIT_NOFILE %d reached: raise the limit or close descriptors)", lim.Cur)
+		case err == nil && uint64(open)+uint64(room) >= lim.Cur:
+			return fmt.Sprintf("either the peer sent more than %d descriptors, or this process ran out of descriptors (%d open, RLIMIT_NOFILE %d: raise the limit or close descriptors)", room, open, lim.Cur)
+		}
 	}
 	return fmt.Sprintf("the peer sent more than %d descriptors (or this process ran out of descriptors: check RLIMIT_NOFILE)", room)
 }
 
-// countOpen counts this process's open descriptors, or returns -1.
-func countOpen() int {
+// countOpen counts this process's open descriptors.
+func countOpen() (int, error) {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
-		return -1
+		return 0, err
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return -1
+		return 0, err
 	}
-	return len(names) - 1 // the directory's own descriptor
+	return len(names) - 1, nil // the directory's own descriptor
 }
