@@ -272,6 +272,18 @@ func (l *link) flushReleases(ctx context.Context) error {
 	return l.flushLocked(ctx, false)
 }
 
+// flushBeforeWait sends the releases held back before a read waits, under
+// ctx. It reports busy when another goroutine holds them (a Release or the
+// hold-back timer sending them, maybe blocked on a full socket): the read
+// then waits without flushing, rather than wait for that send past ctx.
+func (l *link) flushBeforeWait(ctx context.Context) (busy bool, err error) {
+	if !l.relMu.TryLock() {
+		return true, nil
+	}
+	defer l.relMu.Unlock()
+	return false, l.flushLocked(ctx, false)
+}
+
 // flushLocked sends the queued release records; with noWait, a socket
 // with no room keeps them queued and returns wire.ErrWouldBlock. The
 // caller holds relMu.
@@ -353,14 +365,19 @@ func (l *link) recvMessage(ctx context.Context, header []byte) (rec poolRecord, 
 // wait first sends the releases held back (under ctx). The caller holds
 // c.RecvMu.
 func (l *link) readBatch(ctx context.Context, mode wire.ReadMode) error {
+	flush := l.flushFn
 	for {
 		l.mmN = 0
-		err := l.c.Read(ctx, "recvmmsg", l.mmOp, mode, l.flushFn)
+		err := l.c.Read(ctx, "recvmmsg", l.mmOp, mode, flush)
 		if err != wire.ErrFlush {
 			return err
 		}
-		if err := l.flushReleases(ctx); err != nil {
+		busy, err := l.flushBeforeWait(ctx)
+		if err != nil {
 			return err
+		}
+		if busy {
+			flush = nil
 		}
 	}
 }
@@ -636,8 +653,12 @@ func (l *link) fillStream(ctx context.Context, mode wire.ReadMode, flush bool) (
 		if err != wire.ErrFlush {
 			break
 		}
-		if err = l.flushReleases(ctx); err != nil {
+		var busy bool
+		if busy, err = l.flushBeforeWait(ctx); err != nil {
 			break
+		}
+		if busy {
+			fl = nil
 		}
 	}
 	if err == wire.ErrWouldBlock {
