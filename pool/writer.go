@@ -61,6 +61,9 @@ type Writer struct {
 	isClosed atomic.Bool
 	drainFn  func([]byte, error)
 	fillErr  error // first error seen while draining, under mu
+	// idleSeq counts the moments every slot came back (under mu), so
+	// that WaitIdle sees a moment it did not run at.
+	idleSeq uint64
 
 	readTok chan struct{} // capacity 1: held by the goroutine reading releases
 	freed   chan struct{} // capacity 1: a slot came back without a read
@@ -210,13 +213,108 @@ func (p *Writer) Futex() bool { return p.hello.ring }
 // shrink|grow|future_write|seal).
 func (p *Writer) Seals() memfd.Seals { return p.seals }
 
-// Free returns how many slots can be acquired without waiting for a
-// release (releases still queued on the socket, or in a futex pool's ring,
-// are not counted).
+// Free returns how many slots Acquire can hand out now without waiting.
+// It first takes the releases already queued on the socket (or in a futex
+// pool's ring), as TryAcquire does: one non-blocking system call, skipped
+// when another goroutine is reading releases at that moment (it counts
+// them as soon as it has read them). Slots acquired and not yet sent or
+// discarded are not free. A release that breaks the protocol is reported
+// by the next Acquire, TryAcquire or WaitIdle that reads releases, as if
+// it were still queued.
 func (p *Writer) Free() int {
+	p.takeQueued()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.free)
+}
+
+// takeQueued applies the releases already queued, without waiting, unless
+// another goroutine is reading them (or Close holds the token). A
+// protocol violation stays in fillErr for the next fill to report.
+func (p *Writer) takeQueued() {
+	select {
+	case p.readTok <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-p.readTok }()
+	p.mu.Lock()
+	skip := p.closed || p.peerErr != nil
+	p.mu.Unlock()
+	if skip {
+		return
+	}
+	if err := p.link.drain(context.Background(), false, p.drainFn); err != nil && errors.Is(err, io.EOF) {
+		p.mu.Lock()
+		p.peerGoneLocked(err)
+		p.mu.Unlock()
+	}
+}
+
+// WaitIdle waits until every slot is free: every slot sent has been
+// released by the consumer, and none is acquired. It returns nil at once,
+// reading nothing, when the pool is idle already; otherwise it reads the
+// consumer's releases as Acquire does. ctx bounds the wait (its error is
+// returned unchanged, matching context.Canceled or
+// context.DeadlineExceeded). Use it before Close to let the consumer
+// finish with every message, or to learn that it keeps a slot.
+//
+// It is safe while other goroutines Acquire and Send: it returns nil once
+// the pool was idle at some moment after it was called, even if a slot
+// was acquired again before it returned.
+//
+// When the consumer is known to be gone (it hung up or died, now or while
+// WaitIdle waits), WaitIdle fails with an error matching io.EOF rather
+// than report an idle pool: the slots the consumer held are back, but the
+// messages in them may never have been read. A release that breaks the
+// protocol fails it with an error matching ErrProtocol, as it fails
+// Acquire; the pool stays usable and WaitIdle may be called again. After
+// Close it fails with os.ErrClosed.
+func (p *Writer) WaitIdle(ctx context.Context) error {
+	p.mu.Lock()
+	seq := p.idleSeq
+	p.mu.Unlock()
+	for {
+		if done, err := p.idle(seq); done {
+			return err
+		}
+		select {
+		case p.readTok <- struct{}{}:
+			done, err := p.idle(seq)
+			if !done {
+				err = p.fill(ctx, true)
+				if errors.Is(err, wire.ErrKicked) {
+					err = nil
+				}
+			}
+			<-p.readTok
+			if done || err != nil {
+				return err
+			}
+		// Not p.freed: that wake-up is an Acquire's. A slot given back
+		// locally also kicks the goroutine reading releases, which then
+		// hands readTok on.
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// idle reports whether WaitIdle is done: closed, the consumer gone, or
+// every slot free now or at some moment since idleSeq was seq.
+func (p *Writer) idle(seq uint64) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return true, fmt.Errorf("pool: wait idle: %w", os.ErrClosed)
+	case p.peerErr != nil:
+		return true, p.peerErr
+	case len(p.free) == len(p.slot) || p.idleSeq != seq:
+		return true, nil
+	}
+	return false, nil
 }
 
 // Slot is a slot the producer has acquired: fill Bytes, then Send it (or
@@ -355,7 +453,7 @@ func (p *Writer) applyReleases(payload []byte, err error) {
 }
 
 // noteLocked keeps the first protocol error seen while draining, for the
-// Acquire or TryAcquire that drained.
+// Acquire, TryAcquire or WaitIdle that drained.
 func (p *Writer) noteLocked(err error) {
 	if err != nil && p.fillErr == nil {
 		p.fillErr = err
@@ -379,7 +477,16 @@ func (p *Writer) releaseLocked(r poolRecord) error {
 	}
 	st.state = slotFree
 	p.free = append(p.free, r.slot)
+	p.noteIdleLocked()
 	return nil
+}
+
+// noteIdleLocked counts an idle moment for WaitIdle, after a slot came
+// back.
+func (p *Writer) noteIdleLocked() {
+	if len(p.free) == len(p.slot) {
+		p.idleSeq++
+	}
 }
 
 // peerGoneLocked returns every slot in flight: the consumer is gone.
@@ -526,6 +633,7 @@ func (p *Writer) checkLocked(s Slot, op string) error {
 func (p *Writer) freeLocked(i uint32) {
 	p.slot[i].state = slotFree
 	p.free = append(p.free, i)
+	p.noteIdleLocked()
 	p.signalFreed()
 }
 
