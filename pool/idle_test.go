@@ -234,6 +234,9 @@ func TestPoolWaitIdleWhileAcquiring(t *testing.T) {
 				waits++
 			}
 			require.Equal(t, slots, p.Free())
+			st := p.Stats()
+			require.Equal(t, uint64(producers*each), st.Messages)
+			require.Equal(t, uint64(producers*each), st.Releases)
 			t.Logf("%d WaitIdle calls", waits)
 			require.NoError(t, p.Close())
 			require.Equal(t, producers*each, <-consumed)

@@ -65,6 +65,8 @@ type Writer struct {
 	// that WaitIdle sees a moment it did not run at.
 	idleSeq uint64
 
+	stats counters
+
 	readTok chan struct{} // capacity 1: held by the goroutine reading releases
 	freed   chan struct{} // capacity 1: a slot came back without a read
 	done    chan struct{} // closed by Close
@@ -127,6 +129,7 @@ func New(c *sealbuf.Conn, slots, slotSize int, opts ...Option) (*Writer, error) 
 		done:    make(chan struct{}),
 	}
 	p.drainFn = p.applyReleases
+	p.stats.mapped.Store(uint64(len(mem)))
 	for i := slots - 1; i >= 0; i-- {
 		p.free = append(p.free, uint32(i))
 	}
@@ -145,6 +148,7 @@ func New(c *sealbuf.Conn, slots, slotSize int, opts ...Option) (*Writer, error) 
 	p.link = newLink(w, poolMaxBatch*poolRecordLen)
 	if ring != nil {
 		p.link.ringSetup(ring, p.drainFn)
+		p.stats.mapped.Add(uint64(len(ring.mem)))
 	}
 	var hb [poolHelloLen]byte
 	if err = sendHello(w, h.append(hb[:0]), files); err != nil {
@@ -342,28 +346,64 @@ type Slot struct {
 // It allocates nothing, also when it waits (a cancellable ctx is watched by
 // one helper goroutine of the Conn, started on first need).
 func (p *Writer) Acquire(ctx context.Context) (Slot, error) {
+	waited := false // counted in Stats.Full
 	for {
 		if s, ok, err := p.pop(); ok || err != nil {
 			return s, err
 		}
+		reader := false
 		select {
 		case p.readTok <- struct{}{}:
-			s, ok, err := p.pop()
-			if !ok && err == nil {
-				err = p.fill(ctx, true)
-				if errors.Is(err, wire.ErrKicked) {
-					err = nil
-				}
+			reader = true
+		default:
+			// Another goroutine is reading releases: wait for it.
+			p.countWait(&waited)
+			select {
+			case p.readTok <- struct{}{}:
+				reader = true
+			case <-p.freed:
+			case <-p.done:
+			case <-ctx.Done():
+				return Slot{}, ctx.Err()
 			}
+		}
+		if reader {
+			s, ok, err := p.readReleases(ctx, &waited)
 			<-p.readTok
 			if ok || err != nil {
 				return s, err
 			}
-		case <-p.freed:
-		case <-p.done:
-		case <-ctx.Done():
-			return Slot{}, ctx.Err()
 		}
+	}
+}
+
+// readReleases is Acquire's turn at reading releases (the caller holds
+// readTok): those already queued first; when they free no slot, it
+// waits for more (until at least one message, a kick or ctx's end) and
+// returns with none, for Acquire to look again.
+func (p *Writer) readReleases(ctx context.Context, waited *bool) (Slot, bool, error) {
+	if s, ok, err := p.pop(); ok || err != nil {
+		return s, ok, err
+	}
+	if err := p.fill(ctx, false); err != nil {
+		return Slot{}, false, err
+	}
+	if s, ok, err := p.pop(); ok || err != nil {
+		return s, ok, err
+	}
+	p.countWait(waited)
+	err := p.fill(ctx, true)
+	if errors.Is(err, wire.ErrKicked) {
+		err = nil
+	}
+	return Slot{}, false, err
+}
+
+// countWait counts an Acquire call that waits for the consumer, once.
+func (p *Writer) countWait(waited *bool) {
+	if !*waited {
+		*waited = true
+		p.stats.full.Add(1)
 	}
 }
 
@@ -386,6 +426,7 @@ func (p *Writer) TryAcquire() (Slot, error) {
 	if s, ok, err := p.pop(); ok || err != nil {
 		return s, err
 	}
+	p.stats.full.Add(1)
 	return Slot{}, fmt.Errorf("pool: all %d slots in use: %w", p.hello.slots, ErrFull)
 }
 
@@ -452,10 +493,14 @@ func (p *Writer) applyReleases(payload []byte, err error) {
 	}
 }
 
-// noteLocked keeps the first protocol error seen while draining, for the
-// Acquire, TryAcquire or WaitIdle that drained.
+// noteLocked counts a protocol error seen while draining, and keeps the
+// first for the Acquire, TryAcquire or WaitIdle that drained.
 func (p *Writer) noteLocked(err error) {
-	if err != nil && p.fillErr == nil {
+	if err == nil {
+		return
+	}
+	p.stats.refused(err)
+	if p.fillErr == nil {
 		p.fillErr = err
 	}
 }
@@ -477,6 +522,7 @@ func (p *Writer) releaseLocked(r poolRecord) error {
 	}
 	st.state = slotFree
 	p.free = append(p.free, r.slot)
+	p.stats.releases.Add(1)
 	p.noteIdleLocked()
 	return nil
 }
@@ -581,6 +627,9 @@ func (s Slot) Send(n int, header []byte) error {
 	p.mu.Unlock()
 
 	published, err := p.link.sendMessage(poolRecord{kind: poolKindMessage, slot: s.idx, gen: s.gen, length: uint32(n)}, header)
+	if published {
+		p.stats.message(n, len(header))
+	}
 	if err == nil {
 		return nil
 	}
@@ -652,6 +701,7 @@ func (p *Writer) Close() error {
 	close(p.done)
 	p.mu.Unlock()
 	err := p.link.close()
+	p.stats.mapped.Store(0)
 	p.readTok <- struct{}{} // wait for a reading Acquire to leave; keep it
 	if uerr := mmap.Unmap(p.mem); err == nil {
 		err = uerr
