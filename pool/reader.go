@@ -25,7 +25,8 @@ import (
 //
 // The Reader owns its Conn (Close closes it, and the producer takes
 // every slot back). It is safe for concurrent use; Receive calls are
-// serialised. Steady state (Receive, Release) allocates nothing.
+// serialised. Steady state (Receive, Release) allocates nothing. Stats
+// returns counters to export.
 type Reader struct {
 	link  *link
 	file  *memfd.File

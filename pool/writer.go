@@ -36,8 +36,10 @@ import (
 // The releases travel back over the same Conn, and Acquire reads them
 // itself (no background goroutine). If the consumer hangs up or dies,
 // every slot comes back: Acquire, TryAcquire and Send then fail with an
-// error matching io.EOF. The package documentation says what the consumer
-// can rely on, and how the pool waits.
+// error matching io.EOF. To finish cleanly, WaitIdle waits until the
+// consumer has released every slot, then Close. Stats returns counters to
+// export. The package documentation says what the consumer can rely on,
+// and how the pool waits.
 //
 // The Writer owns its Conn (Close closes it; do not Send or Receive on it
 // directly). It is safe for concurrent use: any number of goroutines may
