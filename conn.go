@@ -45,6 +45,8 @@ type Conn struct {
 	sendItems  sendItems
 	sendBufs   []*Sealed // Send's copy of its bufs, cleared after each Send
 	borrowFn   func(fd int) error
+
+	stats *connStats
 }
 
 // ConnOption configures a Conn.
@@ -72,7 +74,7 @@ func WithMaxFiles(n int) ConnOption {
 // socket's deadline: that call then puts back the one set through the
 // Conn, or none.)
 func NewConn(c *net.UnixConn, opts ...ConnOption) *Conn {
-	conn := &Conn{maxFiles: wire.MaxFiles, policy: newOpenPolicy(nil)}
+	conn := &Conn{maxFiles: wire.MaxFiles, policy: newOpenPolicy(nil), stats: new(connStats)}
 	conn.borrowFn = conn.borrowNext
 	for _, o := range opts {
 		o(conn)
@@ -219,6 +221,7 @@ func (c *Conn) sendLocked(ctx context.Context, header []byte, items sendItems) e
 	if err != nil {
 		return fmt.Errorf("sealbuf: send: %w", err)
 	}
+	c.stats.sent(len(header), n)
 	return nil
 }
 

@@ -51,6 +51,10 @@ type Mapping struct {
 	patch    sync.Mutex    // serialises poisoning and healing
 	faults   atomic.Uint64 // number of faults so far; an access that sees it change failed
 	poisonAt atomic.Int64  // mem[poisonAt:] is anonymous zero pages; len(mem) when healthy
+
+	// mapped is the MappedBytes counter of the Conn that received this
+	// Mapping (nil otherwise): Close takes Len off it.
+	mapped *atomic.Uint64
 }
 
 // Map maps the memfd f, shared: the peer's writes are visible, and WriteAt
@@ -478,6 +482,7 @@ func (m *Mapping) Close() error {
 	if m.closed.Swap(true) {
 		return m.closedError("close")
 	}
+	untrack(m.mapped, len(m.mem))
 	m.life.Lock()
 	defer m.life.Unlock()
 	err := unmap(m.mem) // m.mem stays as is: nothing reads it once closed is set

@@ -56,10 +56,15 @@ func (c *Conn) ReceiveContext(ctx context.Context, header []byte) (n int, bufs [
 			}
 			f.Close() // openWith owns f on success only
 			wire.CloseFds(fds[i+1:])
+			c.stats.openRefused(err)
 			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(fds), len(fds), err)
 		}
 		bufs = append(bufs, s)
 	}
+	for _, b := range bufs {
+		b.mapped = c.stats.track(b.size)
+	}
+	c.stats.received(n, len(bufs))
 	return n, bufs, nil
 }
 
@@ -86,10 +91,15 @@ func (c *Conn) ReceiveMappings(header []byte, opts ...MapOption) (n int, maps []
 			}
 			f.Close() // Map owns f on success only
 			wire.CloseFds(fds[i+1:])
+			c.stats.openRefused(err)
 			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(fds), len(fds), err)
 		}
 		maps = append(maps, m)
 	}
+	for _, m := range maps {
+		m.mapped = c.stats.track(m.Len())
+	}
+	c.stats.received(n, len(maps))
 	return n, maps, nil
 }
 
@@ -109,14 +119,21 @@ func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) 
 	for i, fd := range fds {
 		files[i] = os.NewFile(uintptr(fd), "received descriptor")
 	}
+	c.stats.received(n, len(files))
 	return n, files, nil
 }
 
 // receive reads one message under RecvMu. On success the caller owns the
 // descriptors (in scratch space of the Conn, valid until the next read); on
-// failure they are closed.
+// failure they are closed. A header-only message is counted here as
+// received; one with descriptors is counted by the caller.
 func (c *Conn) receive(ctx context.Context, header []byte) (int, []int, error) {
 	n, fds, err := c.w.ReadMsg(ctx, header)
+	if err != nil {
+		c.stats.readRefused(err)
+	} else if len(fds) == 0 {
+		c.stats.received(n, 0)
+	}
 	if err != nil && err != io.EOF && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("sealbuf: receive: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sealbuf/sealbuf/memfd"
 )
@@ -27,6 +28,9 @@ type Sealed struct {
 	seals  memfd.Seals
 	mem    []byte // read-only mapping; nil until first needed
 	closed bool
+	// mapped is the MappedBytes counter of the Conn that received this
+	// buffer (nil otherwise): Close takes Len off it.
+	mapped *atomic.Uint64
 }
 
 // newSealed wraps a sealed memfd; its mapping is made when first needed, so a
@@ -182,6 +186,7 @@ func (s *Sealed) Close() error {
 		return s.closedError("close")
 	}
 	s.closed = true
+	untrack(s.mapped, s.size)
 	err := unmap(s.mem)
 	s.mem = nil
 	if cerr := s.file.Close(); err == nil {

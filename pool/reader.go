@@ -25,7 +25,8 @@ import (
 //
 // The Reader owns its Conn (Close closes it, and the producer takes
 // every slot back). It is safe for concurrent use; Receive calls are
-// serialised. Steady state (Receive, Release) allocates nothing.
+// serialised. Steady state (Receive, Release) allocates nothing. Stats
+// returns counters to export.
 type Reader struct {
 	link  *link
 	file  *memfd.File
@@ -42,6 +43,8 @@ type Reader struct {
 
 	memMu    sync.RWMutex // held for reading while copying out of mem
 	unmapped bool         // under memMu: Close unmapped mem
+
+	stats counters
 }
 
 // Accept receives a pool's hello from c (sent by New) and maps the
@@ -84,14 +87,17 @@ func Accept(c *sealbuf.Conn, opts ...Option) (*Reader, error) {
 		return nil, fmt.Errorf("pool: accept: %w", err)
 	}
 	link := newLink(w, poolRecordLen+h.maxHeader)
-	if ring != nil {
-		link.ringSetup(ring, link.onConsumerNews)
-	}
-	return &Reader{
+	r := &Reader{
 		link: link, file: file, mem: mem, hello: h, seals: seals,
 		held: make([]atomic.Uint64, h.slots),
 		last: make([]uint32, h.slots),
-	}, nil
+	}
+	r.stats.mapped.Store(uint64(len(mem)))
+	if ring != nil {
+		link.ringSetup(ring, link.onConsumerNews)
+		r.stats.mapped.Add(uint64(len(ring.mem)))
+	}
+	return r, nil
 }
 
 // openPool checks a received hello and its descriptors, maps the pool
@@ -201,6 +207,16 @@ func (r *Reader) Seals() memfd.Seals { return r.seals }
 // ctx ends — a producer that does not read its socket — the error
 // matches ctx's error too.
 func (r *Reader) Receive(ctx context.Context, header []byte) (View, int, error) {
+	v, hn, err := r.receive(ctx, header)
+	if err != nil {
+		r.stats.refused(err)
+		return v, hn, err
+	}
+	r.stats.message(int(v.n), hn)
+	return v, hn, nil
+}
+
+func (r *Reader) receive(ctx context.Context, header []byte) (View, int, error) {
 	if r.isClosed() {
 		return View{}, 0, fmt.Errorf("pool: receive: %w", os.ErrClosed)
 	}
@@ -285,6 +301,7 @@ func (r *Reader) Close() error {
 	}
 	r.mu.Unlock()
 	err := r.link.close()
+	r.stats.mapped.Store(0)
 	r.memMu.Lock()
 	if uerr := mmap.Unmap(r.mem); err == nil {
 		err = uerr
@@ -407,6 +424,7 @@ func (v View) Release() error {
 	r.held[v.slot].Store(0)
 	gone := r.peerGone
 	r.mu.Unlock()
+	r.stats.releases.Add(1)
 	if gone {
 		return nil
 	}

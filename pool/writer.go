@@ -36,8 +36,10 @@ import (
 // The releases travel back over the same Conn, and Acquire reads them
 // itself (no background goroutine). If the consumer hangs up or dies,
 // every slot comes back: Acquire, TryAcquire and Send then fail with an
-// error matching io.EOF. The package documentation says what the consumer
-// can rely on, and how the pool waits.
+// error matching io.EOF. To finish cleanly, WaitIdle waits until the
+// consumer has released every slot, then Close. Stats returns counters to
+// export. The package documentation says what the consumer can rely on,
+// and how the pool waits.
 //
 // The Writer owns its Conn (Close closes it; do not Send or Receive on it
 // directly). It is safe for concurrent use: any number of goroutines may
@@ -61,6 +63,11 @@ type Writer struct {
 	isClosed atomic.Bool
 	drainFn  func([]byte, error)
 	fillErr  error // first error seen while draining, under mu
+	// idleSeq counts the moments every slot came back (under mu), so
+	// that WaitIdle sees a moment it did not run at.
+	idleSeq uint64
+
+	stats counters
 
 	readTok chan struct{} // capacity 1: held by the goroutine reading releases
 	freed   chan struct{} // capacity 1: a slot came back without a read
@@ -124,6 +131,7 @@ func New(c *sealbuf.Conn, slots, slotSize int, opts ...Option) (*Writer, error) 
 		done:    make(chan struct{}),
 	}
 	p.drainFn = p.applyReleases
+	p.stats.mapped.Store(uint64(len(mem)))
 	for i := slots - 1; i >= 0; i-- {
 		p.free = append(p.free, uint32(i))
 	}
@@ -142,6 +150,7 @@ func New(c *sealbuf.Conn, slots, slotSize int, opts ...Option) (*Writer, error) 
 	p.link = newLink(w, poolMaxBatch*poolRecordLen)
 	if ring != nil {
 		p.link.ringSetup(ring, p.drainFn)
+		p.stats.mapped.Add(uint64(len(ring.mem)))
 	}
 	var hb [poolHelloLen]byte
 	if err = sendHello(w, h.append(hb[:0]), files); err != nil {
@@ -210,13 +219,108 @@ func (p *Writer) Futex() bool { return p.hello.ring }
 // shrink|grow|future_write|seal).
 func (p *Writer) Seals() memfd.Seals { return p.seals }
 
-// Free returns how many slots can be acquired without waiting for a
-// release (releases still queued on the socket, or in a futex pool's ring,
-// are not counted).
+// Free returns how many slots Acquire can hand out now without waiting.
+// It first takes the releases already queued on the socket (or in a futex
+// pool's ring), as TryAcquire does: one non-blocking system call, skipped
+// when another goroutine is reading releases at that moment (it counts
+// them as soon as it has read them). Slots acquired and not yet sent or
+// discarded are not free. A release that breaks the protocol is reported
+// by the next Acquire, TryAcquire or WaitIdle that reads releases, as if
+// it were still queued.
 func (p *Writer) Free() int {
+	p.takeQueued()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.free)
+}
+
+// takeQueued applies the releases already queued, without waiting, unless
+// another goroutine is reading them (or Close holds the token). A
+// protocol violation stays in fillErr for the next fill to report.
+func (p *Writer) takeQueued() {
+	select {
+	case p.readTok <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-p.readTok }()
+	p.mu.Lock()
+	skip := p.closed || p.peerErr != nil
+	p.mu.Unlock()
+	if skip {
+		return
+	}
+	if err := p.link.drain(context.Background(), false, p.drainFn); err != nil && errors.Is(err, io.EOF) {
+		p.mu.Lock()
+		p.peerGoneLocked(err)
+		p.mu.Unlock()
+	}
+}
+
+// WaitIdle waits until every slot is free: every slot sent has been
+// released by the consumer, and none is acquired. It returns nil at once,
+// reading nothing, when the pool is idle already; otherwise it reads the
+// consumer's releases as Acquire does. ctx bounds the wait (its error is
+// returned unchanged, matching context.Canceled or
+// context.DeadlineExceeded). Use it before Close to let the consumer
+// finish with every message, or to learn that it keeps a slot.
+//
+// It is safe while other goroutines Acquire and Send: it returns nil once
+// the pool was idle at some moment after it was called, even if a slot
+// was acquired again before it returned.
+//
+// When the consumer is known to be gone (it hung up or died, now or while
+// WaitIdle waits), WaitIdle fails with an error matching io.EOF rather
+// than report an idle pool: the slots the consumer held are back, but the
+// messages in them may never have been read. A release that breaks the
+// protocol fails it with an error matching ErrProtocol, as it fails
+// Acquire; the pool stays usable and WaitIdle may be called again. After
+// Close it fails with os.ErrClosed.
+func (p *Writer) WaitIdle(ctx context.Context) error {
+	p.mu.Lock()
+	seq := p.idleSeq
+	p.mu.Unlock()
+	for {
+		if done, err := p.idle(seq); done {
+			return err
+		}
+		select {
+		case p.readTok <- struct{}{}:
+			done, err := p.idle(seq)
+			if !done {
+				err = p.fill(ctx, true)
+				if errors.Is(err, wire.ErrKicked) {
+					err = nil
+				}
+			}
+			<-p.readTok
+			if done || err != nil {
+				return err
+			}
+		// Not p.freed: that wake-up is an Acquire's. A slot given back
+		// locally also kicks the goroutine reading releases, which then
+		// hands readTok on.
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// idle reports whether WaitIdle is done: closed, the consumer gone, or
+// every slot free now or at some moment since idleSeq was seq.
+func (p *Writer) idle(seq uint64) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return true, fmt.Errorf("pool: wait idle: %w", os.ErrClosed)
+	case p.peerErr != nil:
+		return true, p.peerErr
+	case len(p.free) == len(p.slot) || p.idleSeq != seq:
+		return true, nil
+	}
+	return false, nil
 }
 
 // Slot is a slot the producer has acquired: fill Bytes, then Send it (or
@@ -244,28 +348,64 @@ type Slot struct {
 // It allocates nothing, also when it waits (a cancellable ctx is watched by
 // one helper goroutine of the Conn, started on first need).
 func (p *Writer) Acquire(ctx context.Context) (Slot, error) {
+	waited := false // counted in Stats.Full
 	for {
 		if s, ok, err := p.pop(); ok || err != nil {
 			return s, err
 		}
+		reader := false
 		select {
 		case p.readTok <- struct{}{}:
-			s, ok, err := p.pop()
-			if !ok && err == nil {
-				err = p.fill(ctx, true)
-				if errors.Is(err, wire.ErrKicked) {
-					err = nil
-				}
+			reader = true
+		default:
+			// Another goroutine is reading releases: wait for it.
+			p.countWait(&waited)
+			select {
+			case p.readTok <- struct{}{}:
+				reader = true
+			case <-p.freed:
+			case <-p.done:
+			case <-ctx.Done():
+				return Slot{}, ctx.Err()
 			}
+		}
+		if reader {
+			s, ok, err := p.readReleases(ctx, &waited)
 			<-p.readTok
 			if ok || err != nil {
 				return s, err
 			}
-		case <-p.freed:
-		case <-p.done:
-		case <-ctx.Done():
-			return Slot{}, ctx.Err()
 		}
+	}
+}
+
+// readReleases is Acquire's turn at reading releases (the caller holds
+// readTok): those already queued first; when they free no slot, it
+// waits for more (until at least one message, a kick or ctx's end) and
+// returns with none, for Acquire to look again.
+func (p *Writer) readReleases(ctx context.Context, waited *bool) (Slot, bool, error) {
+	if s, ok, err := p.pop(); ok || err != nil {
+		return s, ok, err
+	}
+	if err := p.fill(ctx, false); err != nil {
+		return Slot{}, false, err
+	}
+	if s, ok, err := p.pop(); ok || err != nil {
+		return s, ok, err
+	}
+	p.countWait(waited)
+	err := p.fill(ctx, true)
+	if errors.Is(err, wire.ErrKicked) {
+		err = nil
+	}
+	return Slot{}, false, err
+}
+
+// countWait counts an Acquire call that waits for the consumer, once.
+func (p *Writer) countWait(waited *bool) {
+	if !*waited {
+		*waited = true
+		p.stats.full.Add(1)
 	}
 }
 
@@ -288,6 +428,7 @@ func (p *Writer) TryAcquire() (Slot, error) {
 	if s, ok, err := p.pop(); ok || err != nil {
 		return s, err
 	}
+	p.stats.full.Add(1)
 	return Slot{}, fmt.Errorf("pool: all %d slots in use: %w", p.hello.slots, ErrFull)
 }
 
@@ -354,10 +495,14 @@ func (p *Writer) applyReleases(payload []byte, err error) {
 	}
 }
 
-// noteLocked keeps the first protocol error seen while draining, for the
-// Acquire or TryAcquire that drained.
+// noteLocked counts a protocol error seen while draining, and keeps the
+// first for the Acquire, TryAcquire or WaitIdle that drained.
 func (p *Writer) noteLocked(err error) {
-	if err != nil && p.fillErr == nil {
+	if err == nil {
+		return
+	}
+	p.stats.refused(err)
+	if p.fillErr == nil {
 		p.fillErr = err
 	}
 }
@@ -379,7 +524,17 @@ func (p *Writer) releaseLocked(r poolRecord) error {
 	}
 	st.state = slotFree
 	p.free = append(p.free, r.slot)
+	p.stats.releases.Add(1)
+	p.noteIdleLocked()
 	return nil
+}
+
+// noteIdleLocked counts an idle moment for WaitIdle, after a slot came
+// back.
+func (p *Writer) noteIdleLocked() {
+	if len(p.free) == len(p.slot) {
+		p.idleSeq++
+	}
 }
 
 // peerGoneLocked returns every slot in flight: the consumer is gone.
@@ -474,6 +629,9 @@ func (s Slot) Send(n int, header []byte) error {
 	p.mu.Unlock()
 
 	published, err := p.link.sendMessage(poolRecord{kind: poolKindMessage, slot: s.idx, gen: s.gen, length: uint32(n)}, header)
+	if published {
+		p.stats.message(n, len(header))
+	}
 	if err == nil {
 		return nil
 	}
@@ -526,6 +684,7 @@ func (p *Writer) checkLocked(s Slot, op string) error {
 func (p *Writer) freeLocked(i uint32) {
 	p.slot[i].state = slotFree
 	p.free = append(p.free, i)
+	p.noteIdleLocked()
 	p.signalFreed()
 }
 
@@ -544,6 +703,7 @@ func (p *Writer) Close() error {
 	close(p.done)
 	p.mu.Unlock()
 	err := p.link.close()
+	p.stats.mapped.Store(0)
 	p.readTok <- struct{}{} // wait for a reading Acquire to leave; keep it
 	if uerr := mmap.Unmap(p.mem); err == nil {
 		err = uerr
