@@ -3,7 +3,6 @@
 package sealbuf_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -189,53 +188,4 @@ func ExampleFromBytes() {
 	// Output:
 	// 17 3 v42 <nil>
 	// 1 2 EOF
-}
-
-// A producer with idle time between messages keeps fresh memfds in a
-// Reserve: their pages were allocated and zeroed in the background, so a
-// sealed copy costs only the pwrite and the seals.
-func ExampleReserve() {
-	r, err := sealbuf.NewReserve(1<<20, 2)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer r.Close()
-	frame := make([]byte, 1<<20)
-	for i := range 3 {
-		copy(frame, fmt.Sprintf("frame %d", i))
-		s, err := r.FromBytes(context.Background(), frame)
-		if err != nil {
-			log.Fatal(err)
-		}
-		// conn.SendAndClose(header, s) would hand it over here.
-		fmt.Println(s.Len(), string(s.Bytes()[:7]))
-		s.Close()
-	}
-	// Output:
-	// 1048576 frame 0
-	// 1048576 frame 1
-	// 1048576 frame 2
-}
-
-// Data produced in place goes into a Buffer taken from the Reserve: its
-// pages are mapped already, so filling it takes no page fault.
-func ExampleReserve_Take() {
-	r, err := sealbuf.NewReserve(4096, 1)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer r.Close()
-	b, err := r.Take(context.Background())
-	if err != nil {
-		log.Fatal(err)
-	}
-	n := copy(b.Bytes(), "decoded in place")
-	s, err := b.Seal()
-	if err != nil {
-		b.Close()
-		log.Fatal(err)
-	}
-	defer s.Close()
-	fmt.Println(string(s.Bytes()[:n]))
-	// Output: decoded in place
 }

@@ -63,8 +63,10 @@ func handoffOptions() handoff.Options {
 // sealbuf is the library (FromBytes or New+fill+Seal, whichever is faster
 // at the size; Conn over unixpacket; Receive, Bytes, Close), floor the same
 // steps in raw calls on blocking sockets, floor-netpoll the floor waiting
-// through Go's netpoller as sealbuf.Conn does, hugetlb and prefault the
-// library with huge pages and with memfds populated ahead, mmap-go a
+// through Go's netpoller as sealbuf.Conn does, hugetlb the library with
+// huge pages, prefault the sealed-prefault mode (memfds populated ahead by
+// handoff.Reserve, sent raw with Conn.SendFiles to the library's Receive,
+// paced: each message once the consumer is idle), mmap-go a
 // /dev/shm file per message mapped with mmap-go, pool one reused slot of a
 // pool.Writer (the release is the ack; Conns with WithWait),
 // pool-netpoll the same without it, pool-floor the same in raw calls,
