@@ -430,6 +430,22 @@ func (l *link) drain(ctx context.Context, wait bool, fn func(payload []byte, err
 	return l.drainLocked(ctx, mode, fn)
 }
 
+// drainQueued is drain without waiting, as cheap as it can be: a futex
+// pool takes what its ring holds and makes no system call (the socket,
+// which carries only wake-ups and the hang-up, is left for the wait).
+func (l *link) drainQueued(fn func(payload []byte, err error)) error {
+	if l.ring == nil {
+		return l.drain(context.Background(), false, fn)
+	}
+	l.c.RecvMu.Lock()
+	defer l.c.RecvMu.Unlock()
+	if l.ring.mem == nil { // Close unmapped it, under RecvMu
+		return fmt.Errorf("pool: %w", os.ErrClosed)
+	}
+	l.ringTake(fn)
+	return nil
+}
+
 // drainLocked is drain on the socket; the caller holds c.RecvMu.
 func (l *link) drainLocked(ctx context.Context, mode wire.ReadMode, fn func(payload []byte, err error)) error {
 	if l.c.Stream() {

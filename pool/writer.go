@@ -387,7 +387,7 @@ func (p *Writer) readReleases(ctx context.Context, waited *bool) (Slot, bool, er
 	if s, ok, err := p.pop(); ok || err != nil {
 		return s, ok, err
 	}
-	if err := p.fill(ctx, false); err != nil {
+	if err := p.settle(p.link.drainQueued(p.drainFn)); err != nil {
 		return Slot{}, false, err
 	}
 	if s, ok, err := p.pop(); ok || err != nil {
@@ -456,7 +456,13 @@ func (p *Writer) pop() (Slot, bool, error) {
 // until at least one message arrived. It returns the first protocol error
 // seen, or the peer's hang-up (after freeing every slot).
 func (p *Writer) fill(ctx context.Context, wait bool) error {
-	err := p.link.drain(ctx, wait, p.drainFn)
+	return p.settle(p.link.drain(ctx, wait, p.drainFn))
+}
+
+// settle finishes a reading of releases that returned err: the consumer's
+// hang-up frees every slot, and the first protocol violation applyReleases
+// saw is the result.
+func (p *Writer) settle(err error) error {
 	p.mu.Lock()
 	ferr := p.fillErr
 	p.fillErr = nil
