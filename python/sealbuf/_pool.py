@@ -157,6 +157,13 @@ def _open_slots(fd: int, h: Hello, limit):
 def _open_ring(fd: int, h: Hello) -> "_Ring":
     info = _memfd.inspect(fd)
     size, _, _ = ring_layout(h.slots, h.max_header)
+    if info.hugetlb:
+        # Both sides write the ring, so it cannot be sealed against writes,
+        # and on hugetlbfs a producer could punch its page out: once the huge
+        # page pool is empty, our next access would raise SIGBUS, which
+        # Python cannot survive.
+        raise PoolProtocolError("ring memfd %r is on hugetlbfs, where a page can be punched out under the "
+                                "consumer's reads: a sealbuf producer never makes one" % info.name)
     missing = (Seals.SHRINK | Seals.GROW) & ~int(info.seals)
     if missing:
         e = _memfd.not_sealed(info.name, missing, info.seals)

@@ -11,10 +11,11 @@ import threading
 import time
 import unittest
 
-from support import FUTURE_WRITE, GROW, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts, memfd, pair
+from support import (FUTURE_WRITE, GROW, MFD_HUGETLB, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts,
+                     huge_page_size, memfd, pair, reserve_huge_pages)
 
 import sealbuf
-from sealbuf import _futex
+from sealbuf import _futex, _pool
 
 FLAVOURS = [("socket", False)] + ([("futex", True)] if _futex.supported() else [])
 
@@ -284,9 +285,40 @@ class AcceptPoolTest(Case):
             finally:
                 p.close()
 
+    @unittest.skipUnless(_futex.supported(), "the futex flavour is not supported here")
+    def test_hugetlbfs_ring(self):
+        # Both sides write the ring, so it cannot be write-sealed; on
+        # hugetlbfs the producer could punch its page out and the consumer's
+        # next access would raise SIGBUS: refused before it is mapped, as Go's
+        # openRing refuses it. The ring is otherwise right (seals, size, and
+        # the producer maps it), so only the file system is refused.
+        hp = huge_page_size()
+        shape = _hugetlb_ring_shape(hp) if hp else None
+        if shape is None:
+            self.skipTest("no ring layout is a whole number of %d-byte huge pages" % hp)
+        try:
+            os.close(os.memfd_create("probe", os.MFD_CLOEXEC | MFD_HUGETLB))
+        except OSError as e:
+            self.skipTest("no hugetlbfs memfd here: %s" % e)
+        reserve_huge_pages(self, 1)
+        slots, max_header = shape
+        e = self.refused(sealbuf.PoolProtocolError, futex=True, slots=slots, max_header=max_header,
+                         slot_size=4096, ring_hugetlb=True)
+        self.assertIn("hugetlbfs", str(e))
+
     @unittest.skipIf(_futex.supported(), "the futex flavour is supported here")
     def test_futex_unsupported(self):
         self.refused(sealbuf.UnsupportedError, futex=True)
+
+
+def _hugetlb_ring_shape(hp: int):
+    """(slots, max_header) whose ring is a whole number of hp-byte pages
+    (hugetlbfs sizes are), or None."""
+    for slots in range(1, _pool.MAX_SLOTS + 1):
+        for entry in range(64, ((20 + _pool.MAX_HEADER + 63) & ~63) + 1, 64):
+            if _pool.ring_layout(slots, entry - 20)[0] % hp == 0:
+                return slots, entry - 20
+    return None
 
 
 if __name__ == "__main__":
