@@ -46,7 +46,6 @@ RING_MSG_HEAD, RING_PROD_STATE, RING_REL_HEAD, RING_CONS_STATE, RING_REL_OFF = 0
 RING_RUNNING, RING_FUTEX, RING_SOCKET = 0, 1, 2
 _U32 = 0xFFFFFFFF
 _WAKE_RECORD = RECORD.pack(KIND_WAKE, b"\0\0\0", 0, 0, 0)
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0x8000)
 
 
 def ring_layout(slots: int, max_header: int):
@@ -108,9 +107,17 @@ def accept_pool(conn: Conn, max_size: int | None = None, *, futex_wait: float = 
     or we could map it writable), that its size is exactly what the hello
     announces (PoolProtocolError) and fits max_size and the Conn's max_size
     (TooLargeError). It then maps the pool read-only and shared. For a
-    futex pool it checks the ring first: a memfd sealed shrink|grow, not
-    against writes, of the size the hello implies; ``futex_wait`` is how long
-    a receive waits in futex(2) before it parks on the socket.
+    futex pool it checks the ring first: a memfd not on hugetlbfs, sealed
+    shrink|grow, not against writes, of the size the hello implies;
+    ``futex_wait`` is how long a receive waits in futex(2) before it parks
+    on the socket.
+
+    It maps the pool without populating it: memory is used as the producer
+    fills slots (its cost) and as the consumer reads them. max_size (and
+    the Conn's max_size) therefore bounds address space and the shared
+    memory the consumer's reads can make the kernel allocate: a producer
+    that never wrote its slots makes each page the consumer reads a fresh
+    zeroed page, up to slots x slot size.
 
     On every error the received descriptors are closed and conn stays the
     caller's; on success the PoolReader owns conn.
@@ -151,7 +158,9 @@ def _open_slots(fd: int, h: Hello, limit):
     if size != h.slots * h.stride:
         raise PoolProtocolError("memfd %r has %d bytes, but the hello announces %d slots x %d"
                                 % (info.name, size, h.slots, h.stride))
-    return _memfd.map_file(fd, size, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_POPULATE), info.seals
+    # Not populated (Go: openSlots): populating would make the kernel
+    # allocate every page of a pool the producer never wrote, for us.
+    return _memfd.map_file(fd, size, mmap.PROT_READ, mmap.MAP_SHARED), info.seals
 
 
 def _open_ring(fd: int, h: Hello) -> "_Ring":

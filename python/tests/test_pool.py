@@ -260,6 +260,24 @@ class AcceptPoolTest(Case):
             self.refused(sealbuf.PoolProtocolError, futex=True, ring_seals=SHRINK | GROW | FUTURE_WRITE)
             self.refused(sealbuf.PoolProtocolError, futex=True, ring_size=4096 * 3)
 
+    def test_slots_not_populated(self):
+        # Accept maps the slots without populating them (as Go's Accept): a
+        # producer that never wrote its slots must not make the consumer
+        # allocate slots x slot size up front. Memory comes as slots are
+        # written and read.
+        a, b = pair()
+        p = PoolProducer(a, slots=64, slot_size=64 << 10)
+        try:
+            with sealbuf.accept_pool(b) as r:
+                self.assertEqual(0, os.fstat(p.fd).st_blocks, "accepting the pool allocated its pages")
+                p.send(3, b"x")
+                h, v = r.receive()
+                self.assertEqual(b"x", bytes(v.view))
+                v.release()
+                self.assertLess(os.fstat(p.fd).st_blocks * 512, 64 * (64 << 10) // 2)
+        finally:
+            p.close()
+
     def test_not_a_memfd(self):
         a, b = pair()
         with a, b:
