@@ -53,9 +53,7 @@ def ring_layout(slots: int, max_header: int):
     message ring, for slots slots and headers of up to max_header bytes."""
     entry = (RECORD_LEN + 4 + max_header + 63) & ~63
     msg_off = (RING_REL_OFF + slots * RECORD_LEN + 63) & ~63
-    size = msg_off + slots * entry
-    size = (size + _memfd.PAGE_SIZE - 1) & ~(_memfd.PAGE_SIZE - 1)
-    return size, entry, msg_off
+    return _page_up(msg_off + slots * entry), entry, msg_off
 
 
 class Hello:
@@ -80,10 +78,20 @@ def parse_hello(b: bytes) -> Hello:
         raise PoolProtocolError("hello announces %d-byte headers, more than %d" % (max_header, MAX_HEADER))
     if slot_size == 0 or slot_size > MAX_SLOT_SIZE:
         raise PoolProtocolError("hello announces %d-byte slots, want 1 to %d" % (slot_size, MAX_SLOT_SIZE))
-    if stride < slot_size or stride > _memfd.MAX_MAPPABLE // slots or stride > sys.maxsize // slots:
-        raise PoolProtocolError("hello announces a stride of %d bytes for %d-byte slots: out of range"
-                                % (stride, slot_size))
+    widest = _page_up(slot_size)
+    if (stride < slot_size or stride > widest or stride > _memfd.MAX_MAPPABLE // slots
+            or stride > sys.maxsize // slots):
+        # At most the slot size rounded up to a page: a wider stride would
+        # map (and let the producer make the consumer's reads allocate)
+        # memory no slot uses.
+        raise PoolProtocolError("hello announces a stride of %d bytes for %d-byte slots: want %d to %d"
+                                % (stride, slot_size, slot_size, widest))
     return Hello(slots, max_header, slot_size, stride, magic == MAGIC_RING)
+
+
+def _page_up(n: int) -> int:
+    """n rounded up to a whole number of pages."""
+    return (n + _memfd.PAGE_SIZE - 1) & ~(_memfd.PAGE_SIZE - 1)
 
 
 def parse_record(b: bytes, kind: bytes):

@@ -4,6 +4,7 @@ releases, the hang-up, and every refusal."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import struct
@@ -17,6 +18,7 @@ from support import (FUTURE_WRITE, GROW, MFD_HUGETLB, SHRINK, SOCKET_TYPES, WRIT
 import sealbuf
 from sealbuf import _futex, _pool
 
+PG = mmap.PAGESIZE
 FLAVOURS = [("socket", False)] + ([("futex", True)] if _futex.supported() else [])
 
 
@@ -250,6 +252,13 @@ class AcceptPoolTest(Case):
         self.refused(sealbuf.PoolProtocolError, slots=129)
         self.refused(sealbuf.PoolProtocolError, max_header=(64 << 10) + 1)
         self.refused(sealbuf.PoolProtocolError, stride=100)
+        # The stride runs from the slot size to the slot size rounded up to
+        # a page (Go: parsePoolHello); a wider one would map memory no slot
+        # uses.
+        e = self.refused(sealbuf.PoolProtocolError, slot_size=PG, stride=2 * PG)
+        self.assertIn("want %d to %d" % (PG, PG), str(e))
+        self.refused(sealbuf.PoolProtocolError, slot_size=100, stride=PG + 1)
+        self.refused(sealbuf.PoolProtocolError, slot_size=PG + 1, stride=3 * PG)
         fd = memfd(b"extra", SHRINK | GROW | WRITE)
         try:
             self.refused(sealbuf.PoolProtocolError, extra_fds=[fd])
@@ -259,6 +268,21 @@ class AcceptPoolTest(Case):
             self.refused(sealbuf.NotSealedError, futex=True, ring_seals=SHRINK)
             self.refused(sealbuf.PoolProtocolError, futex=True, ring_seals=SHRINK | GROW | FUTURE_WRITE)
             self.refused(sealbuf.PoolProtocolError, futex=True, ring_size=4096 * 3)
+
+    def test_stride_bounds(self):
+        # Both ends of the stride's range are accepted.
+        for slot_size, stride in ((100, 100), (100, PG), (PG + 1, PG + 1), (PG + 1, 2 * PG)):
+            with self.subTest(slot_size=slot_size, stride=stride):
+                a, b = pair()
+                p = PoolProducer(a, slot_size=slot_size, stride=stride)
+                try:
+                    with sealbuf.accept_pool(b) as r:
+                        p.send(3, b"s" * slot_size)
+                        h, v = r.receive()
+                        self.assertEqual(b"s" * slot_size, bytes(v.view))
+                        v.release()
+                finally:
+                    p.close()
 
     def test_slots_not_populated(self):
         # Accept maps the slots without populating them (as Go's Accept): a
