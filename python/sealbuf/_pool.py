@@ -312,7 +312,7 @@ class PoolReader:
         self._closed = False
         self._peer_gone = False
         self._news = None  # futex pool: a protocol violation seen on the socket
-        self._broken = None  # a stream out of step
+        self._broken = False  # a stream out of step, reported once already
 
     slots = property(lambda self: self._h.slots, doc="The number of slots.")
     slot_size = property(lambda self: self._h.slot_size, doc="The size of every slot in bytes.")
@@ -335,7 +335,11 @@ class PoolReader:
         we still hold (SlotBusyError), descriptors attached, a malformed
         record — raises a PoolProtocolError; the message is dropped (a slot
         we could have taken is handed straight back) and the next receive
-        goes on. The socket's timeout applies to the wait.
+        goes on. Over a stream whose framing the producer broke no message
+        boundary can be found any more: that PoolProtocolError comes once,
+        then receive waits for the hang-up and raises EOFError (a futex
+        pool's ring still delivers its messages first). The socket's timeout
+        applies to the wait.
         """
         with self._recv_lock:
             if self._closed:
@@ -386,9 +390,9 @@ class PoolReader:
 
     def _recv_raw(self, limit: int):
         """One Conn message, its descriptors closed: (payload, real length,
-        error for descriptors attached)."""
-        if self._broken is not None:
-            raise self._broken
+        error for descriptors attached). A stream whose framing breaks here
+        raises its PoolProtocolError this once; the callers then read it
+        with _drain_broken."""
         conn = self._conn
         try:
             if conn.stream:
@@ -401,7 +405,7 @@ class PoolReader:
         except (MalformedError, TooManyFilesError) as e:
             err = PoolProtocolError("sealbuf: pool: %s" % e)
             if getattr(e, "out_of_step", False):
-                self._broken = err
+                self._broken = True
             raise err from None
         err = None
         if fds:
@@ -410,7 +414,31 @@ class PoolReader:
                                     "all closed)" % len(fds))
         return payload, n, err
 
+    def _drain_broken(self) -> None:
+        """Reads a stream whose framing broke (Go: drainBroken): no message
+        can be found in it any more, but the hang-up must still be seen.
+        Waits (under the socket's timeout) for what comes, discards it,
+        closes any descriptors that came along, and raises EOFError at the
+        hang-up."""
+        conn = self._conn
+        fds: list = []
+        try:
+            data, ancdata, mflags, _ = _wire._recvmsg(conn.socket, 1 << 16, _wire.anc_space(conn.max_files))
+            _wire.take_fds(ancdata, mflags, conn.max_files, fds)
+        except EOFError:
+            data = b""
+        finally:
+            _wire.close_fds(fds)
+        if not data:
+            self._peer_gone = True
+            raise EOFError("sealbuf: pool: the producer hung up")
+
     def _recv_socket(self):
+        if self._broken:
+            # The framing broke and receive said so once: only the hang-up
+            # is left to find (Go: recvFrame, brokenTold).
+            while True:
+                self._drain_broken()
         limit = RECORD_LEN + self._h.max_header
         payload, n, err = self._recv_raw(limit)
         try:
@@ -468,6 +496,14 @@ class PoolReader:
             r.store_state(RING_RUNNING)
 
     def _park_on_socket(self) -> None:
+        if self._broken:
+            # The ring still carries messages; the socket only the hang-up
+            # (and wake-up records that cannot be told from the rest).
+            try:
+                self._drain_broken()
+            except EOFError:
+                pass  # _peer_gone is set: receive reports it after the ring's messages
+            return
         try:
             payload, n, err = self._recv_raw(RECORD_LEN)
         except EOFError:

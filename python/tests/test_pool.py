@@ -177,6 +177,48 @@ class PoolTest(Case):
                 v.release()
         self.each(run, max_header=64)
 
+    def test_broken_stream(self):
+        # A producer that breaks a stream's framing: receive reports it once,
+        # then waits for the hang-up and raises EOFError (Go: recvFrame,
+        # brokenTold), whatever else comes meanwhile; a futex pool's ring
+        # still carries its messages.
+        for fname, futex in FLAVOURS:
+            with self.subTest(flavour=fname):
+                a, b = pair(socket.SOCK_STREAM)
+                p = PoolProducer(a, futex=futex)
+                r = sealbuf.accept_pool(b)
+                try:
+                    before = counts()
+                    p.conn.socket.sendall(b"garbage!")  # no frame prefix
+                    with self.assertRaises(sealbuf.PoolProtocolError) as cm:
+                        r.receive()
+                    self.assertIn("out of step", str(cm.exception))
+                    if futex:
+                        gen = p.send(0, b"in the ring")
+                        h, v = r.receive()
+                        self.assertEqual(b"in the ring", bytes(v.view))
+                        v.release()
+                        self.assertEqual([(0, gen)], p.releases(1))
+                    # More bytes, a descriptor among them: read, dropped,
+                    # closed; no second protocol error, a wait instead.
+                    fd = memfd(b"stowaway", SHRINK | GROW | WRITE)
+                    p.conn.socket.sendmsg([b"junk" * 100], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                             struct.pack("i", fd))])
+                    os.close(fd)
+                    r.conn.socket.settimeout(0.05)
+                    with self.assertRaises(socket.timeout):
+                        r.receive()
+                    r.conn.socket.settimeout(None)
+                    self.assertEqual(before, counts())
+                    p.conn.socket.shutdown(socket.SHUT_RDWR)
+                    with self.assertRaises(EOFError):
+                        r.receive()
+                    with self.assertRaises(EOFError):
+                        r.receive()
+                finally:
+                    r.close()
+                    p.close()
+
     def test_close(self):
         a, b = pair()
         p = PoolProducer(a)
