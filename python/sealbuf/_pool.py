@@ -403,10 +403,21 @@ class PoolReader:
             self._peer_gone = True
             raise EOFError("sealbuf: pool: the producer hung up") from None
         except (MalformedError, TooManyFilesError) as e:
-            err = PoolProtocolError("sealbuf: pool: %s" % e)
+            msg = str(e)
+            if msg.startswith("sealbuf: receive: "):
+                msg = msg[len("sealbuf: receive: "):]
+            err = PoolProtocolError("sealbuf: pool: %s" % msg)
             if getattr(e, "out_of_step", False):
                 self._broken = True
-            raise err from None
+            whole = getattr(e, "whole_message", None)
+            if whole is None:
+                raise err from None
+            # Refused for its control data (descriptors attached, more than
+            # fit, a control message of another kind, all closed), but read
+            # whole: its record still names a slot to hand back, as Go's
+            # closeAttached lets Receive do.
+            payload, n = whole
+            return payload, n, err
         err = None
         if fds:
             _wire.close_fds(fds)

@@ -122,7 +122,10 @@ def _recvmsg_into(sock, buf: bytearray, anc: int, flags: int):
 def recv_packet(sock, limit: int, max_files: int):
     """Receives one SOCK_SEQPACKET message: (payload up to limit bytes, the
     payload's real length, descriptors). The caller owns the descriptors;
-    on an exception none is left open. A hang-up raises EOFError."""
+    on an exception none is left open. A hang-up raises EOFError. A message
+    refused for its control data was still read whole: the error's
+    ``whole_message`` is (payload, length), for a caller that answers it
+    anyway (the pool hands its slot back)."""
     buf = bytearray(limit)
     fds: list = []
     try:
@@ -130,7 +133,9 @@ def recv_packet(sock, limit: int, max_files: int):
         n, ancdata, mflags, _ = _recvmsg_into(sock, buf, anc_space(max_files), socket.MSG_TRUNC)
         err = take_fds(ancdata, mflags, max_files, fds)
         if err is not None:
-            raise _with_note(err, "all %d received descriptors closed" % len(fds))
+            err = _with_note(err, "all %d received descriptors closed" % len(fds))
+            err.whole_message = (bytes(memoryview(buf)[: min(n, limit)]), n)
+            raise err
         if n == 0 and not ancdata and not mflags & socket.MSG_CTRUNC:
             raise EOFError("sealbuf: receive: the peer hung up")
         return bytes(memoryview(buf)[: min(n, limit)]), n, fds
@@ -144,7 +149,8 @@ def recv_frame(sock, limit: int, max_files: int):
     like recv_packet. When the descriptors break a limit it closes them at
     once, reads the rest of the frame anyway (so the next receive starts at
     the next frame) and then raises: a peer can neither make one receive
-    hold more than the limit nor push the stream out of step."""
+    hold more than the limit nor push the stream out of step. Such an error
+    carries ``whole_message`` as recv_packet's do."""
     fds: list = []
     state = {"err": None}
     anc = anc_space(max_files)
@@ -198,11 +204,16 @@ def recv_frame(sock, limit: int, max_files: int):
             if kept < limit:
                 parts.append(data[: limit - kept])
                 kept += len(parts[-1])
+        payload = b"".join(parts)
+        err = None
         if state["err"] is not None:
-            raise _with_note(state["err"], "all received descriptors closed")
-        if len(fds) != files:
-            raise MalformedError("frame announced %d descriptors but carried %d (all closed)" % (files, len(fds)))
-        return b"".join(parts), header_len, fds
+            err = _with_note(state["err"], "all received descriptors closed")
+        elif len(fds) != files:
+            err = MalformedError("frame announced %d descriptors but carried %d (all closed)" % (files, len(fds)))
+        if err is not None:
+            err.whole_message = (payload, header_len)
+            raise err
+        return payload, header_len, fds
     except BaseException:
         close_fds(fds)
         raise

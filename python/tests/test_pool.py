@@ -219,6 +219,62 @@ class PoolTest(Case):
                     r.close()
                     p.close()
 
+    def test_receiver_control_messages(self):
+        # Control messages the consumer's own socket options add (SO_PASSPIDFD
+        # installs a pidfd with every message; SO_PASSCRED adds credentials):
+        # the pool path treats them as its Conn does, refusing the message
+        # and closing every descriptor; a refused message's slot is handed
+        # straight back, and the next message goes through.
+        options = [("SO_PASSCRED", socket.SO_PASSCRED), ("SO_PASSPIDFD", getattr(socket, "SO_PASSPIDFD", 76))]
+        wake = struct.pack("<c3sIII", b"W", b"\0\0\0", 0, 0, 0)
+        for oname, opt in options:
+            for tname, typ in SOCKET_TYPES:
+                for fname, futex in FLAVOURS:
+                    with self.subTest(option=oname, socket=tname, flavour=fname):
+                        before = counts()
+                        a, b = pair(typ)
+                        try:
+                            b.socket.setsockopt(socket.SOL_SOCKET, opt, 1)
+                        except OSError as e:
+                            a.close()
+                            b.close()
+                            self.skipTest("%s: %s" % (oname, e))
+                        p = PoolProducer(a, futex=futex)
+                        try:
+                            # The hello: refused as Conn.receive refuses it.
+                            with self.assertRaises((sealbuf.MalformedError, sealbuf.TooManyFilesError)):
+                                sealbuf.accept_pool(b)
+                        finally:
+                            p.close()
+                        b.close()
+                        self.assertEqual(before, counts(), "a refused hello left a descriptor open")
+
+                        a, b = pair(typ)
+                        p = PoolProducer(a, futex=futex)
+                        r = sealbuf.accept_pool(b)
+                        try:
+                            b.socket.setsockopt(socket.SOL_SOCKET, opt, 1)
+                            before = counts()
+                            if futex:
+                                p.conn.send_files(wake)  # read when the consumer parks on the socket
+                                with self.assertRaises(sealbuf.PoolProtocolError):
+                                    r.receive()
+                            else:
+                                gen = p.send(0, b"x")
+                                with self.assertRaises(sealbuf.PoolProtocolError):
+                                    r.receive()
+                                self.assertEqual([(0, gen)], p.releases(1), "the refused message's slot")
+                            self.assertEqual(before, counts(), "a pidfd or a descriptor was left open")
+                            b.socket.setsockopt(socket.SOL_SOCKET, opt, 0)
+                            gen = p.send(1, b"next")
+                            h, v = r.receive()
+                            self.assertEqual((1, gen, b"next"), (v.slot, v.generation, bytes(v.view)))
+                            v.release()
+                            self.assertEqual([(1, gen)], p.releases(1))
+                        finally:
+                            r.close()
+                            p.close()
+
     def test_close(self):
         a, b = pair()
         p = PoolProducer(a)
