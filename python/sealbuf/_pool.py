@@ -1,7 +1,7 @@
-"""The consumer side of a pool (Go: AcceptPool, PoolReader, View; the wire
-format is docs/pool.md's).
+"""The consumer side of a pool (Go: pool.Accept, pool.Reader, pool.View;
+the wire format is docs/pool.md's).
 
-A producer (Go's sealbuf.NewPool) makes one memfd of fixed-size slots,
+A producer (Go's pool.New) makes one memfd of fixed-size slots,
 seals it shrink|grow|future_write and sends it once, in a hello. Then each
 message is a 16-byte record naming a slot, its generation and its length,
 plus a header; the consumer reads the slot in place and releases it with a
@@ -105,8 +105,8 @@ def parse_record(b: bytes, kind: bytes):
 
 
 def accept_pool(conn: Conn, max_size: int | None = None, *, futex_wait: float = 0.001) -> "PoolReader":
-    """Receives a pool's hello from conn (sent by Go's NewPool) and maps the
-    pool.
+    """Receives a pool's hello from conn (sent by Go's pool.New) and maps the
+    pool (Go: pool.Accept).
 
     Before mapping anything it checks, in Go's order, the hello (else
     PoolProtocolError), that the descriptor is a memfd (NotMemfdError),
@@ -144,7 +144,7 @@ def accept_pool(conn: Conn, max_size: int | None = None, *, futex_wait: float = 
             raise PoolProtocolError("the hello carries %d descriptors, want exactly %d (all closed)" % (len(fds), want))
         if h.ring and not _futex.supported():
             raise UnsupportedError("a futex pool cannot be read here: %s. Ask the producer for a socket pool (no "
-                                   "WithPoolFutex)" % _futex.why_unsupported())
+                                   "pool.WithFutex)" % _futex.why_unsupported())
         ring = _open_ring(fds[1], h) if h.ring else None
         try:
             pool_map, seals = _open_slots(fds[0], h, limit)
@@ -277,10 +277,10 @@ class _Ring:
 
 
 class PoolReader:
-    """The consumer side of a pool: maps the producer's slots read-only
-    once; receive() returns each message as a View of a slot, with no copy.
-    Release every View: the producer reuses a slot only after its release,
-    and blocks when all are held.
+    """The consumer side of a pool (Go: pool.Reader): maps the producer's
+    slots read-only once; receive() returns each message as a View of a
+    slot, with no copy. Release every View: the producer reuses a slot only
+    after its release, and blocks when all are held.
 
     Trust: the pool's size is sealed, so reading a View never faults,
     whatever the producer does, and this process cannot write the slots.
@@ -605,10 +605,10 @@ class PoolReader:
 
 
 class View:
-    """One received message: a read-only, zero-copy window on the slot the
-    producer filled. Release it when done: the producer cannot reuse the
-    slot before. See PoolReader for what it guarantees and what it does
-    not (the producer can still write the slot)."""
+    """One received message (Go: pool.View): a read-only, zero-copy window
+    on the slot the producer filled. Release it when done: the producer
+    cannot reuse the slot before. See PoolReader for what it guarantees and
+    what it does not (the producer can still write the slot)."""
 
     __slots__ = ("_r", "slot", "generation", "size", "_mv", "_released")
 

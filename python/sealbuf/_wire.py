@@ -1,5 +1,5 @@
-"""The wire format, one message at a time (Go: internal/scm and
-receive.go).
+"""The wire format, one message at a time (Go: internal/wire, under Conn
+and the pool).
 
 SOCK_SEQPACKET: one message is one packet; its payload is exactly the
 header bytes, its SCM_RIGHTS the descriptors in order.
