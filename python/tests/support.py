@@ -132,7 +132,8 @@ def _free_huge_pages() -> int:
 def reserve_huge_pages(case: unittest.TestCase, n: int) -> None:
     """Makes n more default-size huge pages free for the test, through
     /proc/sys/vm/nr_hugepages (root only), and restores the old count when
-    the test ends; skips the test where that cannot be done (as Go's
+    the test ends, unless someone else changed it meanwhile (other tests may
+    reserve pages too); skips the test where that cannot be done (as Go's
     reserveHugePages)."""
     path = "/proc/sys/vm/nr_hugepages"
     try:
@@ -146,15 +147,18 @@ def reserve_huge_pages(case: unittest.TestCase, n: int) -> None:
             f.write(str(want))
     except OSError as e:
         raise unittest.SkipTest("huge pages: cannot reserve (%s); needs root" % e)
-    case.addCleanup(_write_quietly, path, old)
+    case.addCleanup(_restore_quietly, path, str(want), old)
     if _free_huge_pages() < n:
         raise unittest.SkipTest("huge pages: asked for %d more, the kernel has %d free" % (n, _free_huge_pages()))
 
 
-def _write_quietly(path: str, value: str) -> None:
+def _restore_quietly(path: str, ours: str, old: str) -> None:
     try:
+        with open(path) as f:
+            if f.read().strip() != ours:
+                return
         with open(path, "w") as f:
-            f.write(value)
+            f.write(old)
     except OSError:
         pass
 
