@@ -412,8 +412,8 @@ class PoolReader:
             whole = getattr(e, "whole_message", None)
             if whole is None:
                 raise err from None
-            # Refused for its control data (descriptors attached, more than
-            # fit, a control message of another kind, all closed), but read
+            # Refused for its control data (more descriptors than fit, a
+            # malformed or unexpected control message; all closed), but read
             # whole: its record still names a slot to hand back, as Go's
             # closeAttached lets Receive do.
             payload, n = whole

@@ -220,13 +220,12 @@ class PoolTest(Case):
                     p.close()
 
     def test_receiver_control_messages(self):
-        # Control messages the consumer's own socket options add (SO_PASSPIDFD
-        # installs a pidfd with every message; SO_PASSCRED adds credentials):
-        # the pool path treats them as its Conn does, refusing the message
-        # and closing every descriptor; a refused message's slot is handed
-        # straight back, and the next message goes through.
+        # Control messages the consumer's own socket options add to every
+        # message (SO_PASSPIDFD installs a pidfd, SO_PASSCRED adds
+        # credentials) are not the producer's: the hello, the messages and
+        # the futex pool's wake-up records still work, and every pidfd is
+        # closed (Go: TestPoolHostilePidfd).
         options = [("SO_PASSCRED", socket.SO_PASSCRED), ("SO_PASSPIDFD", getattr(socket, "SO_PASSPIDFD", 76))]
-        wake = struct.pack("<c3sIII", b"W", b"\0\0\0", 0, 0, 0)
         for oname, opt in options:
             for tname, typ in SOCKET_TYPES:
                 for fname, futex in FLAVOURS:
@@ -240,40 +239,53 @@ class PoolTest(Case):
                             b.close()
                             self.skipTest("%s: %s" % (oname, e))
                         p = PoolProducer(a, futex=futex)
-                        try:
-                            # The hello: refused as Conn.receive refuses it.
-                            with self.assertRaises((sealbuf.MalformedError, sealbuf.TooManyFilesError)):
-                                sealbuf.accept_pool(b)
-                        finally:
-                            p.close()
-                        b.close()
-                        self.assertEqual(before, counts(), "a refused hello left a descriptor open")
-
-                        a, b = pair(typ)
-                        p = PoolProducer(a, futex=futex)
                         r = sealbuf.accept_pool(b)
                         try:
-                            b.socket.setsockopt(socket.SOL_SOCKET, opt, 1)
-                            before = counts()
-                            if futex:
-                                p.conn.send_files(wake)  # read when the consumer parks on the socket
-                                with self.assertRaises(sealbuf.PoolProtocolError):
-                                    r.receive()
-                            else:
-                                gen = p.send(0, b"x")
-                                with self.assertRaises(sealbuf.PoolProtocolError):
-                                    r.receive()
-                                self.assertEqual([(0, gen)], p.releases(1), "the refused message's slot")
-                            self.assertEqual(before, counts(), "a pidfd or a descriptor was left open")
-                            b.socket.setsockopt(socket.SOL_SOCKET, opt, 0)
-                            gen = p.send(1, b"next")
-                            h, v = r.receive()
-                            self.assertEqual((1, gen, b"next"), (v.slot, v.generation, bytes(v.view)))
-                            v.release()
-                            self.assertEqual([(1, gen)], p.releases(1))
+                            for i in range(20):
+                                if i == 10:  # the consumer waits: a futex pool wakes it over the socket
+                                    t = threading.Timer(0.02, p.send, (i % 4, b"message %d" % i))
+                                    t.start()
+                                else:
+                                    p.send(i % 4, b"message %d" % i)
+                                h, v = r.receive()
+                                self.assertEqual(b"message %d" % i, bytes(v.view))
+                                v.release()
+                                p.releases(1)
+                                if i == 10:
+                                    t.join()
                         finally:
                             r.close()
                             p.close()
+                        self.assertEqual(before, counts(), "a pidfd was left open")
+
+    def test_refused_control_data_hands_slot_back(self):
+        # A message refused for its control data (here more descriptors than
+        # the Conn's max_files) was still read whole: its slot is handed
+        # straight back, every descriptor closed, and the next message goes
+        # through.
+        for tname, typ in SOCKET_TYPES:
+            with self.subTest(socket=tname):
+                a, b = pair(typ, max_files=1)
+                p = PoolProducer(a)
+                r = sealbuf.accept_pool(b)
+                fd = memfd(b"stowaway", SHRINK | GROW | WRITE)
+                try:
+                    before = counts()
+                    gen = p.send(0, b"x", fds=[fd, fd])
+                    with self.assertRaises(sealbuf.PoolProtocolError) as cm:
+                        r.receive()
+                    self.assertIn("more than", str(cm.exception))
+                    self.assertEqual([(0, gen)], p.releases(1), "the refused message's slot")
+                    self.assertEqual(before, counts())
+                    gen = p.send(1, b"next")
+                    h, v = r.receive()
+                    self.assertEqual((1, gen, b"next"), (v.slot, v.generation, bytes(v.view)))
+                    v.release()
+                    self.assertEqual([(1, gen)], p.releases(1))
+                finally:
+                    os.close(fd)
+                    r.close()
+                    p.close()
 
     def test_close(self):
         a, b = pair()
