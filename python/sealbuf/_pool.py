@@ -70,7 +70,7 @@ def parse_hello(b: bytes) -> Hello:
                                 "(a futex pool): upgrade it" % b[7])
     if len(b) != HELLO_LEN or b[:8] not in (MAGIC, MAGIC_RING):
         raise PoolProtocolError("the first message is not a pool hello (%d bytes, want %d starting %r or %r): is "
-                                "the peer a sealbuf Pool?" % (len(b), HELLO_LEN, MAGIC, MAGIC_RING))
+                                "the peer a sealbuf pool.Writer?" % (len(b), HELLO_LEN, MAGIC, MAGIC_RING))
     magic, slots, max_header, slot_size, stride = HELLO.unpack(b)
     if slots == 0 or slots > MAX_SLOTS:
         raise PoolProtocolError("hello announces %d slots, want 1 to %d" % (slots, MAX_SLOTS))
