@@ -376,8 +376,10 @@ func TestPythonSend(t *testing.T) {
 // TestPythonPool: a Go Pool (socket records, then the futex ring) feeds
 // Python's accept_pool over both socket types; Python checks every
 // message's bytes and releases it, so the 4 slots are reused many times.
+// The slot size is not a whole number of pages: Go's stride is then the
+// slot size rounded up to a page, the widest stride accept_pool accepts.
 func TestPythonPool(t *testing.T) {
-	const count, slotSize = 200, 64 << 10
+	const count, slotSize = 200, 64<<10 + 100
 	for _, flavour := range []string{"socket", "futex"} {
 		t.Run(flavour, func(t *testing.T) {
 			pyEachType(t, func(t *testing.T, typ int) {

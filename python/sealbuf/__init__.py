@@ -10,7 +10,7 @@ package github.com/sealbuf/sealbuf with nothing but the standard library
             process(header, v)
 
 Producer: ``conn.send(b"header", sealbuf.from_bytes(data))``. Pools (Go's
-NewPool): ``reader = sealbuf.accept_pool(conn)``, ``header, v =
+pool.New): ``reader = sealbuf.accept_pool(conn)``, ``header, v =
 reader.receive()``, ``v.view``, ``v.release()``.
 
 Python cannot survive a SIGBUS, so sealbuf maps only what cannot fault:

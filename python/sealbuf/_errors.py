@@ -1,7 +1,7 @@
 """The errors sealbuf raises. Every refusal is a SealbufError; the classes
 mirror the Go package's sentinels (memfd.ErrNotMemfd, ErrNotSealed,
 ErrTooLarge, ErrMalformed, ErrTooManyFiles, io.ErrShortBuffer,
-ErrPoolProtocol and its precise kinds)."""
+pool.ErrProtocol and its precise kinds)."""
 
 from __future__ import annotations
 
@@ -68,28 +68,29 @@ class UnsupportedError(SealbufError):
 
 class PoolProtocolError(SealbufError):
     """A pool message from the producer broke the pool's wire format or its
-    rules (Go: ErrPoolProtocol). The message was dropped, its descriptors
+    rules (Go: pool.ErrProtocol). The message was dropped, its descriptors
     closed; the next receive goes on. Subclasses name the precise rule."""
 
 
 class BadSlotError(PoolProtocolError):
-    """A slot index outside the pool (Go: ErrBadSlot)."""
+    """A slot index outside the pool (Go: pool.ErrBadSlot)."""
 
 
 class BadLengthError(PoolProtocolError):
-    """A length past the end of the slot (Go: ErrBadLength); the slot was
+    """A length past the end of the slot (Go: pool.ErrBadLength); the slot was
     handed straight back."""
 
 
 class StaleGenerationError(PoolProtocolError):
     """A message whose generation does not move forward (Go:
-    ErrStaleGeneration)."""
+    pool.ErrStaleGeneration)."""
 
 
 class SlotBusyError(PoolProtocolError):
-    """The producer sent a slot the consumer still holds (Go: ErrSlotBusy)."""
+    """The producer sent a slot the consumer still holds (Go:
+    pool.ErrSlotBusy)."""
 
 
 class DoubleReleaseError(SealbufError):
     """A View released twice (local misuse, not the peer's: Go:
-    ErrDoubleRelease)."""
+    pool.ErrDoubleRelease)."""

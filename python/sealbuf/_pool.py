@@ -1,7 +1,7 @@
-"""The consumer side of a pool (Go: AcceptPool, PoolReader, View; the wire
-format is docs/pool.md's).
+"""The consumer side of a pool (Go: pool.Accept, pool.Reader, pool.View;
+the wire format is docs/pool.md's).
 
-A producer (Go's sealbuf.NewPool) makes one memfd of fixed-size slots,
+A producer (Go's pool.New) makes one memfd of fixed-size slots,
 seals it shrink|grow|future_write and sends it once, in a hello. Then each
 message is a 16-byte record naming a slot, its generation and its length,
 plus a header; the consumer reads the slot in place and releases it with a
@@ -46,7 +46,6 @@ RING_MSG_HEAD, RING_PROD_STATE, RING_REL_HEAD, RING_CONS_STATE, RING_REL_OFF = 0
 RING_RUNNING, RING_FUTEX, RING_SOCKET = 0, 1, 2
 _U32 = 0xFFFFFFFF
 _WAKE_RECORD = RECORD.pack(KIND_WAKE, b"\0\0\0", 0, 0, 0)
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0x8000)
 
 
 def ring_layout(slots: int, max_header: int):
@@ -54,9 +53,7 @@ def ring_layout(slots: int, max_header: int):
     message ring, for slots slots and headers of up to max_header bytes."""
     entry = (RECORD_LEN + 4 + max_header + 63) & ~63
     msg_off = (RING_REL_OFF + slots * RECORD_LEN + 63) & ~63
-    size = msg_off + slots * entry
-    size = (size + _memfd.PAGE_SIZE - 1) & ~(_memfd.PAGE_SIZE - 1)
-    return size, entry, msg_off
+    return _page_up(msg_off + slots * entry), entry, msg_off
 
 
 class Hello:
@@ -73,7 +70,7 @@ def parse_hello(b: bytes) -> Hello:
                                 "(a futex pool): upgrade it" % b[7])
     if len(b) != HELLO_LEN or b[:8] not in (MAGIC, MAGIC_RING):
         raise PoolProtocolError("the first message is not a pool hello (%d bytes, want %d starting %r or %r): is "
-                                "the peer a sealbuf Pool?" % (len(b), HELLO_LEN, MAGIC, MAGIC_RING))
+                                "the peer a sealbuf pool.Writer?" % (len(b), HELLO_LEN, MAGIC, MAGIC_RING))
     magic, slots, max_header, slot_size, stride = HELLO.unpack(b)
     if slots == 0 or slots > MAX_SLOTS:
         raise PoolProtocolError("hello announces %d slots, want 1 to %d" % (slots, MAX_SLOTS))
@@ -81,10 +78,20 @@ def parse_hello(b: bytes) -> Hello:
         raise PoolProtocolError("hello announces %d-byte headers, more than %d" % (max_header, MAX_HEADER))
     if slot_size == 0 or slot_size > MAX_SLOT_SIZE:
         raise PoolProtocolError("hello announces %d-byte slots, want 1 to %d" % (slot_size, MAX_SLOT_SIZE))
-    if stride < slot_size or stride > _memfd.MAX_MAPPABLE // slots or stride > sys.maxsize // slots:
-        raise PoolProtocolError("hello announces a stride of %d bytes for %d-byte slots: out of range"
-                                % (stride, slot_size))
+    widest = _page_up(slot_size)
+    if (stride < slot_size or stride > widest or stride > _memfd.MAX_MAPPABLE // slots
+            or stride > sys.maxsize // slots):
+        # At most the slot size rounded up to a page: a wider stride would
+        # map (and let the producer make the consumer's reads allocate)
+        # memory no slot uses.
+        raise PoolProtocolError("hello announces a stride of %d bytes for %d-byte slots: want %d to %d"
+                                % (stride, slot_size, slot_size, widest))
     return Hello(slots, max_header, slot_size, stride, magic == MAGIC_RING)
+
+
+def _page_up(n: int) -> int:
+    """n rounded up to a whole number of pages."""
+    return (n + _memfd.PAGE_SIZE - 1) & ~(_memfd.PAGE_SIZE - 1)
 
 
 def parse_record(b: bytes, kind: bytes):
@@ -98,8 +105,8 @@ def parse_record(b: bytes, kind: bytes):
 
 
 def accept_pool(conn: Conn, max_size: int | None = None, *, futex_wait: float = 0.001) -> "PoolReader":
-    """Receives a pool's hello from conn (sent by Go's NewPool) and maps the
-    pool.
+    """Receives a pool's hello from conn (sent by Go's pool.New) and maps the
+    pool (Go: pool.Accept).
 
     Before mapping anything it checks, in Go's order, the hello (else
     PoolProtocolError), that the descriptor is a memfd (NotMemfdError),
@@ -108,9 +115,17 @@ def accept_pool(conn: Conn, max_size: int | None = None, *, futex_wait: float = 
     or we could map it writable), that its size is exactly what the hello
     announces (PoolProtocolError) and fits max_size and the Conn's max_size
     (TooLargeError). It then maps the pool read-only and shared. For a
-    futex pool it checks the ring first: a memfd sealed shrink|grow, not
-    against writes, of the size the hello implies; ``futex_wait`` is how long
-    a receive waits in futex(2) before it parks on the socket.
+    futex pool it checks the ring first: a memfd not on hugetlbfs, sealed
+    shrink|grow, not against writes, of the size the hello implies;
+    ``futex_wait`` is how long a receive waits in futex(2) before it parks
+    on the socket.
+
+    It maps the pool without populating it: memory is used as the producer
+    fills slots (its cost) and as the consumer reads them. max_size (and
+    the Conn's max_size) therefore bounds address space and the shared
+    memory the consumer's reads can make the kernel allocate: a producer
+    that never wrote its slots makes each page the consumer reads a fresh
+    zeroed page, up to slots x slot size.
 
     On every error the received descriptors are closed and conn stays the
     caller's; on success the PoolReader owns conn.
@@ -129,7 +144,7 @@ def accept_pool(conn: Conn, max_size: int | None = None, *, futex_wait: float = 
             raise PoolProtocolError("the hello carries %d descriptors, want exactly %d (all closed)" % (len(fds), want))
         if h.ring and not _futex.supported():
             raise UnsupportedError("a futex pool cannot be read here: %s. Ask the producer for a socket pool (no "
-                                   "WithPoolFutex)" % _futex.why_unsupported())
+                                   "pool.WithFutex)" % _futex.why_unsupported())
         ring = _open_ring(fds[1], h) if h.ring else None
         try:
             pool_map, seals = _open_slots(fds[0], h, limit)
@@ -151,12 +166,21 @@ def _open_slots(fd: int, h: Hello, limit):
     if size != h.slots * h.stride:
         raise PoolProtocolError("memfd %r has %d bytes, but the hello announces %d slots x %d"
                                 % (info.name, size, h.slots, h.stride))
-    return _memfd.map_file(fd, size, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_POPULATE), info.seals
+    # Not populated (Go: openSlots): populating would make the kernel
+    # allocate every page of a pool the producer never wrote, for us.
+    return _memfd.map_file(fd, size, mmap.PROT_READ, mmap.MAP_SHARED), info.seals
 
 
 def _open_ring(fd: int, h: Hello) -> "_Ring":
     info = _memfd.inspect(fd)
     size, _, _ = ring_layout(h.slots, h.max_header)
+    if info.hugetlb:
+        # Both sides write the ring, so it cannot be sealed against writes,
+        # and on hugetlbfs a producer could punch its page out: once the huge
+        # page pool is empty, our next access would raise SIGBUS, which
+        # Python cannot survive.
+        raise PoolProtocolError("ring memfd %r is on hugetlbfs, where a page can be punched out under the "
+                                "consumer's reads: a sealbuf producer never makes one" % info.name)
     missing = (Seals.SHRINK | Seals.GROW) & ~int(info.seals)
     if missing:
         e = _memfd.not_sealed(info.name, missing, info.seals)
@@ -253,10 +277,10 @@ class _Ring:
 
 
 class PoolReader:
-    """The consumer side of a pool: maps the producer's slots read-only
-    once; receive() returns each message as a View of a slot, with no copy.
-    Release every View: the producer reuses a slot only after its release,
-    and blocks when all are held.
+    """The consumer side of a pool (Go: pool.Reader): maps the producer's
+    slots read-only once; receive() returns each message as a View of a
+    slot, with no copy. Release every View: the producer reuses a slot only
+    after its release, and blocks when all are held.
 
     Trust: the pool's size is sealed, so reading a View never faults,
     whatever the producer does, and this process cannot write the slots.
@@ -288,7 +312,7 @@ class PoolReader:
         self._closed = False
         self._peer_gone = False
         self._news = None  # futex pool: a protocol violation seen on the socket
-        self._broken = None  # a stream out of step
+        self._broken = False  # a stream out of step, reported once already
 
     slots = property(lambda self: self._h.slots, doc="The number of slots.")
     slot_size = property(lambda self: self._h.slot_size, doc="The size of every slot in bytes.")
@@ -311,7 +335,11 @@ class PoolReader:
         we still hold (SlotBusyError), descriptors attached, a malformed
         record — raises a PoolProtocolError; the message is dropped (a slot
         we could have taken is handed straight back) and the next receive
-        goes on. The socket's timeout applies to the wait.
+        goes on. Over a stream whose framing the producer broke no message
+        boundary can be found any more: that PoolProtocolError comes once,
+        then receive waits for the hang-up and raises EOFError (a futex
+        pool's ring still delivers its messages first). The socket's timeout
+        applies to the wait.
         """
         with self._recv_lock:
             if self._closed:
@@ -362,9 +390,9 @@ class PoolReader:
 
     def _recv_raw(self, limit: int):
         """One Conn message, its descriptors closed: (payload, real length,
-        error for descriptors attached)."""
-        if self._broken is not None:
-            raise self._broken
+        error for descriptors attached). A stream whose framing breaks here
+        raises its PoolProtocolError this once; the callers then read it
+        with _drain_broken."""
         conn = self._conn
         try:
             if conn.stream:
@@ -375,10 +403,21 @@ class PoolReader:
             self._peer_gone = True
             raise EOFError("sealbuf: pool: the producer hung up") from None
         except (MalformedError, TooManyFilesError) as e:
-            err = PoolProtocolError("sealbuf: pool: %s" % e)
+            msg = str(e)
+            if msg.startswith("sealbuf: receive: "):
+                msg = msg[len("sealbuf: receive: "):]
+            err = PoolProtocolError("sealbuf: pool: %s" % msg)
             if getattr(e, "out_of_step", False):
-                self._broken = err
-            raise err from None
+                self._broken = True
+            whole = getattr(e, "whole_message", None)
+            if whole is None:
+                raise err from None
+            # Refused for its control data (more descriptors than fit, a
+            # malformed or unexpected control message; all closed), but read
+            # whole: its record still names a slot to hand back, as Go's
+            # closeAttached lets Receive do.
+            payload, n = whole
+            return payload, n, err
         err = None
         if fds:
             _wire.close_fds(fds)
@@ -386,7 +425,31 @@ class PoolReader:
                                     "all closed)" % len(fds))
         return payload, n, err
 
+    def _drain_broken(self) -> None:
+        """Reads a stream whose framing broke (Go: drainBroken): no message
+        can be found in it any more, but the hang-up must still be seen.
+        Waits (under the socket's timeout) for what comes, discards it,
+        closes any descriptors that came along, and raises EOFError at the
+        hang-up."""
+        conn = self._conn
+        fds: list = []
+        try:
+            data, ancdata, mflags, _ = _wire._recvmsg(conn.socket, 1 << 16, _wire.anc_space(conn.max_files))
+            _wire.take_fds(ancdata, mflags, conn.max_files, fds)
+        except EOFError:
+            data = b""
+        finally:
+            _wire.close_fds(fds)
+        if not data:
+            self._peer_gone = True
+            raise EOFError("sealbuf: pool: the producer hung up")
+
     def _recv_socket(self):
+        if self._broken:
+            # The framing broke and receive said so once: only the hang-up
+            # is left to find (Go: recvFrame, brokenTold).
+            while True:
+                self._drain_broken()
         limit = RECORD_LEN + self._h.max_header
         payload, n, err = self._recv_raw(limit)
         try:
@@ -444,6 +507,14 @@ class PoolReader:
             r.store_state(RING_RUNNING)
 
     def _park_on_socket(self) -> None:
+        if self._broken:
+            # The ring still carries messages; the socket only the hang-up
+            # (and wake-up records that cannot be told from the rest).
+            try:
+                self._drain_broken()
+            except EOFError:
+                pass  # _peer_gone is set: receive reports it after the ring's messages
+            return
         try:
             payload, n, err = self._recv_raw(RECORD_LEN)
         except EOFError:
@@ -534,10 +605,10 @@ class PoolReader:
 
 
 class View:
-    """One received message: a read-only, zero-copy window on the slot the
-    producer filled. Release it when done: the producer cannot reuse the
-    slot before. See PoolReader for what it guarantees and what it does
-    not (the producer can still write the slot)."""
+    """One received message (Go: pool.View): a read-only, zero-copy window
+    on the slot the producer filled. Release it when done: the producer
+    cannot reuse the slot before. See PoolReader for what it guarantees and
+    what it does not (the producer can still write the slot)."""
 
     __slots__ = ("_r", "slot", "generation", "size", "_mv", "_released")
 

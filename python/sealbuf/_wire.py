@@ -1,5 +1,5 @@
-"""The wire format, one message at a time (Go: internal/scm and
-receive.go).
+"""The wire format, one message at a time (Go: internal/wire, under Conn
+and the pool).
 
 SOCK_SEQPACKET: one message is one packet; its payload is exactly the
 header bytes, its SCM_RIGHTS the descriptors in order.
@@ -10,10 +10,14 @@ SOCK_STREAM: one message is one frame: an 8-byte prefix — header length
 the descriptors in one sendmsg, then the header bytes. The receiver never
 reads past a frame's end, so descriptors cannot slip into another message.
 
-Receive hygiene: MSG_CMSG_CLOEXEC; a control buffer with room for exactly
-the limit; on MSG_CTRUNC, a malformed or foreign control message, too many
-descriptors or any error, every descriptor that arrived is closed —
-including one a control message of another type installed (SCM_PIDFD).
+Receive hygiene: MSG_CMSG_CLOEXEC; a control buffer with room for the
+limit and for what the receiver's own socket options add; on MSG_CTRUNC, a
+malformed or unexpected control message, too many descriptors or any
+error, every descriptor that arrived is closed. Control messages the
+receiver's socket options add to every message are not the peer's and
+refuse nothing (Go: wire.ParseControl): an SCM_PIDFD's descriptor
+(SO_PASSPIDFD) is closed at once, SCM_CREDENTIALS (SO_PASSCRED) and
+SCM_SECURITY (SO_PASSSEC) are skipped.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ _MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0x4000)
 _SCM_RIGHTS = socket.SCM_RIGHTS
 _SCM_PIDFD = getattr(socket, "SCM_PIDFD", 0x04)  # Linux 6.5+: installs a pidfd
+_SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 0x02)
+_SCM_SECURITY = getattr(socket, "SCM_SECURITY", 0x03)
 _INT = array.array("i").itemsize
 
 
@@ -64,23 +70,38 @@ def parse_frame(b: bytes):
     return header_len, files
 
 
+# The room a control buffer keeps beyond max_files descriptors for what the
+# receiver's own socket options add to every message, before the peer's
+# SCM_RIGHTS (an SCM_PIDFD, SCM_CREDENTIALS, SCM_SECURITY), so that they
+# do not truncate the peer's descriptors (Go: wire.ControlSlack).
+_CONTROL_SLACK = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(12) + socket.CMSG_SPACE(64)
+
+
 def anc_space(max_files: int) -> int:
-    return socket.CMSG_SPACE(max_files * _INT)
+    return socket.CMSG_SPACE(max_files * _INT) + _CONTROL_SLACK
 
 
 def take_fds(ancdata, flags: int, max_files: int, fds: list):
-    """Appends to fds every descriptor the control data installed (at once,
+    """Appends to fds every descriptor the peer sent (SCM_RIGHTS; at once,
     so that the caller closes them whatever happens next) and returns the
-    error the message earns, or None."""
+    error the message earns, or None. A descriptor the kernel installed for
+    the receiver's own socket option (SCM_PIDFD) is closed here; control
+    messages that carry none (SCM_CREDENTIALS, SCM_SECURITY) are skipped
+    (Go: wire.ParseControl)."""
     err = None
     for level, typ, data in ancdata:
-        if level == socket.SOL_SOCKET and typ in (_SCM_RIGHTS, _SCM_PIDFD):
+        if level == socket.SOL_SOCKET and typ == _SCM_RIGHTS:
             whole = len(data) - len(data) % _INT
             fds.extend(array.array("i", data[:whole]))
             if whole != len(data) and err is None:
                 err = MalformedError("SCM_RIGHTS of %d bytes" % len(data))
-            if typ != _SCM_RIGHTS and err is None:
-                err = MalformedError("unexpected control message level %d type %d" % (level, typ))
+        elif level == socket.SOL_SOCKET and typ == _SCM_PIDFD:
+            if len(data) == _INT:
+                close_fds(array.array("i", data))
+            elif err is None:
+                err = MalformedError("SCM_PIDFD of %d bytes" % len(data))
+        elif level == socket.SOL_SOCKET and typ in (_SCM_CREDENTIALS, _SCM_SECURITY):
+            pass
         elif err is None:
             err = MalformedError("unexpected control message level %d type %d" % (level, typ))
     if err is None and flags & socket.MSG_CTRUNC:
@@ -122,7 +143,10 @@ def _recvmsg_into(sock, buf: bytearray, anc: int, flags: int):
 def recv_packet(sock, limit: int, max_files: int):
     """Receives one SOCK_SEQPACKET message: (payload up to limit bytes, the
     payload's real length, descriptors). The caller owns the descriptors;
-    on an exception none is left open. A hang-up raises EOFError."""
+    on an exception none is left open. A hang-up raises EOFError. A message
+    refused for its control data was still read whole: the error's
+    ``whole_message`` is (payload, length), for a caller that answers it
+    anyway (the pool hands its slot back)."""
     buf = bytearray(limit)
     fds: list = []
     try:
@@ -130,7 +154,9 @@ def recv_packet(sock, limit: int, max_files: int):
         n, ancdata, mflags, _ = _recvmsg_into(sock, buf, anc_space(max_files), socket.MSG_TRUNC)
         err = take_fds(ancdata, mflags, max_files, fds)
         if err is not None:
-            raise _with_note(err, "all %d received descriptors closed" % len(fds))
+            err = _with_note(err, "all %d received descriptors closed" % len(fds))
+            err.whole_message = (bytes(memoryview(buf)[: min(n, limit)]), n)
+            raise err
         if n == 0 and not ancdata and not mflags & socket.MSG_CTRUNC:
             raise EOFError("sealbuf: receive: the peer hung up")
         return bytes(memoryview(buf)[: min(n, limit)]), n, fds
@@ -144,7 +170,8 @@ def recv_frame(sock, limit: int, max_files: int):
     like recv_packet. When the descriptors break a limit it closes them at
     once, reads the rest of the frame anyway (so the next receive starts at
     the next frame) and then raises: a peer can neither make one receive
-    hold more than the limit nor push the stream out of step."""
+    hold more than the limit nor push the stream out of step. Such an error
+    carries ``whole_message`` as recv_packet's do."""
     fds: list = []
     state = {"err": None}
     anc = anc_space(max_files)
@@ -198,11 +225,16 @@ def recv_frame(sock, limit: int, max_files: int):
             if kept < limit:
                 parts.append(data[: limit - kept])
                 kept += len(parts[-1])
+        payload = b"".join(parts)
+        err = None
         if state["err"] is not None:
-            raise _with_note(state["err"], "all received descriptors closed")
-        if len(fds) != files:
-            raise MalformedError("frame announced %d descriptors but carried %d (all closed)" % (files, len(fds)))
-        return b"".join(parts), header_len, fds
+            err = _with_note(state["err"], "all received descriptors closed")
+        elif len(fds) != files:
+            err = MalformedError("frame announced %d descriptors but carried %d (all closed)" % (files, len(fds)))
+        if err is not None:
+            err.whole_message = (payload, header_len)
+            raise err
+        return payload, header_len, fds
     except BaseException:
         close_fds(fds)
         raise

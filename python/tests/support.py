@@ -19,6 +19,7 @@ import sealbuf  # noqa: E402
 from sealbuf import _futex, _pool  # noqa: E402
 
 F_ADD_SEALS = getattr(fcntl, "F_ADD_SEALS", 1033)
+MFD_HUGETLB = getattr(os, "MFD_HUGETLB", 0x0004)
 SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE = 1, 2, 4, 8, 16
 IMMUTABLE = SHRINK | GROW | WRITE
 
@@ -108,13 +109,68 @@ def pair(typ=socket.SOCK_SEQPACKET, **opts):
 SOCKET_TYPES = (("seqpacket", socket.SOCK_SEQPACKET), ("stream", socket.SOCK_STREAM))
 
 
+def huge_page_size() -> int:
+    """The default huge page size (what MFD_HUGETLB uses), or 0."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("Hugepagesize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _free_huge_pages() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("HugePages_Free:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reserve_huge_pages(case: unittest.TestCase, n: int) -> None:
+    """Makes n more default-size huge pages free for the test, through
+    /proc/sys/vm/nr_hugepages (root only), and restores the old count when
+    the test ends, unless someone else changed it meanwhile (other tests may
+    reserve pages too); skips the test where that cannot be done (as Go's
+    reserveHugePages)."""
+    path = "/proc/sys/vm/nr_hugepages"
+    try:
+        with open(path) as f:
+            old = f.read().strip()
+        want = int(old) + n
+    except (OSError, ValueError) as e:
+        raise unittest.SkipTest("huge pages: %s" % e)
+    try:
+        with open(path, "w") as f:
+            f.write(str(want))
+    except OSError as e:
+        raise unittest.SkipTest("huge pages: cannot reserve (%s); needs root" % e)
+    case.addCleanup(_restore_quietly, path, str(want), old)
+    if _free_huge_pages() < n:
+        raise unittest.SkipTest("huge pages: asked for %d more, the kernel has %d free" % (n, _free_huge_pages()))
+
+
+def _restore_quietly(path: str, ours: str, old: str) -> None:
+    try:
+        with open(path) as f:
+            if f.read().strip() != ours:
+                return
+        with open(path, "w") as f:
+            f.write(old)
+    except OSError:
+        pass
+
+
 class PoolProducer:
     """A pool producer written from docs/pool.md: the hello, 'M' records,
     'R' records back; with futex=True the ring. Knobs let a test break every
     rule."""
 
     def __init__(self, conn, slots=4, slot_size=4096, max_header=64, futex=False, seals=None,
-                 size=None, magic=None, extra_fds=(), ring_seals=None, ring_size=None, stride=None):
+                 size=None, magic=None, extra_fds=(), ring_seals=None, ring_size=None, stride=None,
+                 ring_hugetlb=False):
         self.conn = conn
         self.slots = slots
         self.slot_size = slot_size
@@ -135,7 +191,8 @@ class PoolProducer:
         self.ring = None
         if futex:
             rsize, self.entry, self.msg_off = _pool.ring_layout(slots, max_header)
-            self.ring_fd = os.memfd_create("test-pool-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            self.ring_fd = os.memfd_create("test-pool-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING |
+                                           (MFD_HUGETLB if ring_hugetlb else 0))
             os.ftruncate(self.ring_fd, rsize if ring_size is None else ring_size)
             if ring_seals is None:
                 ring_seals = SHRINK | GROW | SEAL

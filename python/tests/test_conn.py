@@ -271,23 +271,67 @@ class ConnTest(Case):
             self.expect_next(a, b)
         self.each_type(run)
 
-    def test_foreign_control_message(self):
-        # SCM_CREDENTIALS arrives when the receiver asked for it: refused
-        # as Go refuses it, and the descriptors that came along are closed.
-        a, b = pair(socket.SOCK_SEQPACKET)
-        with a, b:
-            b.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            fd = memfd(b"c", IMMUTABLE)
-            try:
-                before = counts()
-                raw_send(a.socket, b"creds", [fd])
-                with self.assertRaises((sealbuf.MalformedError, sealbuf.TooManyFilesError)):
-                    b.receive()
-                self.assertEqual(before, counts())
-            finally:
-                os.close(fd)
-            b.socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
-            self.expect_next(a, b)
+    def test_receiver_control_messages(self):
+        # Control messages the receiver's own socket options add to every
+        # message are not the peer's and refuse nothing, as in Go
+        # (wire.ParseControl): SO_PASSPIDFD's SCM_PIDFD installs a pidfd,
+        # which is closed at once; SO_PASSCRED's SCM_CREDENTIALS is skipped.
+        # The control buffer has room for them beside max_files
+        # descriptors, so they do not truncate the peer's.
+        opts = [o for o in (socket.SO_PASSCRED, getattr(socket, "SO_PASSPIDFD", 76)) if _settable(o)]
+        if not opts:
+            self.skipTest("neither SO_PASSCRED nor SO_PASSPIDFD can be set here")
+        for name, typ in SOCKET_TYPES:
+            for max_files in (1, 253):
+                with self.subTest(socket=name, max_files=max_files):
+                    a, b = pair(typ, max_files=max_files)
+                    with a, b:
+                        for o in opts:
+                            b.socket.setsockopt(socket.SOL_SOCKET, o, 1)
+                        s = self.closing(sealbuf.from_bytes(b"c"))
+                        before = counts()
+                        for i in range(20):
+                            a.send(b"%d" % i, s)
+                            h, bufs = b.receive()
+                            self.assertEqual((b"%d" % i, [b"c"]), (h, [bytes(x.view) for x in bufs]))
+                            for x in bufs:
+                                x.close()
+                        self.assertEqual(before, counts(), "a pidfd was left open")
+                        # max_files still holds: two descriptors for one.
+                        if max_files == 1:
+                            a.send(b"two", s, s)
+                            with self.assertRaises(sealbuf.TooManyFilesError):
+                                b.receive()
+                            self.assertEqual(before, counts())
+                        self.expect_next(a, b)
+
+    def test_take_fds(self):
+        # The parsing itself (Go: wire.ParseControl's cases): the peer's
+        # SCM_RIGHTS are taken, a pidfd closed, credentials skipped, and
+        # anything else refused.
+        from sealbuf import _wire
+        sol = socket.SOL_SOCKET
+        r, w = os.pipe()
+        try:
+            fds = []
+            creds = struct.pack("iII", os.getpid(), os.getuid(), os.getgid())
+            self.assertIsNone(_wire.take_fds([(sol, 2, creds), (sol, socket.SCM_RIGHTS, struct.pack("i", r))],
+                                             0, 253, fds))
+            self.assertEqual([r], fds)
+            pidfd = os.dup(w)
+            fds = []
+            self.assertIsNone(_wire.take_fds([(sol, 4, struct.pack("i", pidfd))], 0, 253, fds))
+            self.assertEqual([], fds)
+            with self.assertRaises(OSError):
+                os.fstat(pidfd)  # closed
+            for anc in ([(sol, 99, b"")], [(socket.SOL_IP, 1, b"xxxx")], [(sol, 4, b"\0" * 8)],
+                        [(sol, socket.SCM_RIGHTS, b"\0" * 5)]):
+                with self.subTest(anc=anc):
+                    self.assertIsInstance(_wire.take_fds(anc, 0, 253, []), sealbuf.MalformedError)
+            self.assertIsInstance(_wire.take_fds([], socket.MSG_CTRUNC, 253, []), sealbuf.TooManyFilesError)
+        finally:
+            os.close(r)
+            os.close(w)
 
     def test_receive_files_and_timeout(self):
         a, b = pair(socket.SOCK_SEQPACKET)
@@ -364,6 +408,19 @@ class DialListenTest(Case):
                 c.send(b"x", buf)
                 with self.assertRaises(sealbuf.TooLargeError):
                     s.receive()
+
+
+def _settable(opt: int) -> bool:
+    """Whether this kernel knows the socket option opt."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        b.setsockopt(socket.SOL_SOCKET, opt, 1)
+        return True
+    except OSError:
+        return False
+    finally:
+        a.close()
+        b.close()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ releases, the hang-up, and every refusal."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import struct
@@ -11,11 +12,13 @@ import threading
 import time
 import unittest
 
-from support import FUTURE_WRITE, GROW, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts, memfd, pair
+from support import (FUTURE_WRITE, GROW, MFD_HUGETLB, SHRINK, SOCKET_TYPES, WRITE, Case, PoolProducer, counts,
+                     huge_page_size, memfd, pair, reserve_huge_pages)
 
 import sealbuf
-from sealbuf import _futex
+from sealbuf import _futex, _pool
 
+PG = mmap.PAGESIZE
 FLAVOURS = [("socket", False)] + ([("futex", True)] if _futex.supported() else [])
 
 
@@ -174,6 +177,116 @@ class PoolTest(Case):
                 v.release()
         self.each(run, max_header=64)
 
+    def test_broken_stream(self):
+        # A producer that breaks a stream's framing: receive reports it once,
+        # then waits for the hang-up and raises EOFError (Go: recvFrame,
+        # brokenTold), whatever else comes meanwhile; a futex pool's ring
+        # still carries its messages.
+        for fname, futex in FLAVOURS:
+            with self.subTest(flavour=fname):
+                a, b = pair(socket.SOCK_STREAM)
+                p = PoolProducer(a, futex=futex)
+                r = sealbuf.accept_pool(b)
+                try:
+                    before = counts()
+                    p.conn.socket.sendall(b"garbage!")  # no frame prefix
+                    with self.assertRaises(sealbuf.PoolProtocolError) as cm:
+                        r.receive()
+                    self.assertIn("out of step", str(cm.exception))
+                    if futex:
+                        gen = p.send(0, b"in the ring")
+                        h, v = r.receive()
+                        self.assertEqual(b"in the ring", bytes(v.view))
+                        v.release()
+                        self.assertEqual([(0, gen)], p.releases(1))
+                    # More bytes, a descriptor among them: read, dropped,
+                    # closed; no second protocol error, a wait instead.
+                    fd = memfd(b"stowaway", SHRINK | GROW | WRITE)
+                    p.conn.socket.sendmsg([b"junk" * 100], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                             struct.pack("i", fd))])
+                    os.close(fd)
+                    r.conn.socket.settimeout(0.05)
+                    with self.assertRaises(socket.timeout):
+                        r.receive()
+                    r.conn.socket.settimeout(None)
+                    self.assertEqual(before, counts())
+                    p.conn.socket.shutdown(socket.SHUT_RDWR)
+                    with self.assertRaises(EOFError):
+                        r.receive()
+                    with self.assertRaises(EOFError):
+                        r.receive()
+                finally:
+                    r.close()
+                    p.close()
+
+    def test_receiver_control_messages(self):
+        # Control messages the consumer's own socket options add to every
+        # message (SO_PASSPIDFD installs a pidfd, SO_PASSCRED adds
+        # credentials) are not the producer's: the hello, the messages and
+        # the futex pool's wake-up records still work, and every pidfd is
+        # closed (Go: TestPoolHostilePidfd).
+        options = [("SO_PASSCRED", socket.SO_PASSCRED), ("SO_PASSPIDFD", getattr(socket, "SO_PASSPIDFD", 76))]
+        for oname, opt in options:
+            for tname, typ in SOCKET_TYPES:
+                for fname, futex in FLAVOURS:
+                    with self.subTest(option=oname, socket=tname, flavour=fname):
+                        before = counts()
+                        a, b = pair(typ)
+                        try:
+                            b.socket.setsockopt(socket.SOL_SOCKET, opt, 1)
+                        except OSError as e:
+                            a.close()
+                            b.close()
+                            self.skipTest("%s: %s" % (oname, e))
+                        p = PoolProducer(a, futex=futex)
+                        r = sealbuf.accept_pool(b)
+                        try:
+                            for i in range(20):
+                                if i == 10:  # the consumer waits: a futex pool wakes it over the socket
+                                    t = threading.Timer(0.02, p.send, (i % 4, b"message %d" % i))
+                                    t.start()
+                                else:
+                                    p.send(i % 4, b"message %d" % i)
+                                h, v = r.receive()
+                                self.assertEqual(b"message %d" % i, bytes(v.view))
+                                v.release()
+                                p.releases(1)
+                                if i == 10:
+                                    t.join()
+                        finally:
+                            r.close()
+                            p.close()
+                        self.assertEqual(before, counts(), "a pidfd was left open")
+
+    def test_refused_control_data_hands_slot_back(self):
+        # A message refused for its control data (here more descriptors than
+        # the Conn's max_files) was still read whole: its slot is handed
+        # straight back, every descriptor closed, and the next message goes
+        # through.
+        for tname, typ in SOCKET_TYPES:
+            with self.subTest(socket=tname):
+                a, b = pair(typ, max_files=1)
+                p = PoolProducer(a)
+                r = sealbuf.accept_pool(b)
+                fd = memfd(b"stowaway", SHRINK | GROW | WRITE)
+                try:
+                    before = counts()
+                    gen = p.send(0, b"x", fds=[fd, fd])
+                    with self.assertRaises(sealbuf.PoolProtocolError) as cm:
+                        r.receive()
+                    self.assertIn("more than", str(cm.exception))
+                    self.assertEqual([(0, gen)], p.releases(1), "the refused message's slot")
+                    self.assertEqual(before, counts())
+                    gen = p.send(1, b"next")
+                    h, v = r.receive()
+                    self.assertEqual((1, gen, b"next"), (v.slot, v.generation, bytes(v.view)))
+                    v.release()
+                    self.assertEqual([(1, gen)], p.releases(1))
+                finally:
+                    os.close(fd)
+                    r.close()
+                    p.close()
+
     def test_close(self):
         a, b = pair()
         p = PoolProducer(a)
@@ -249,6 +362,13 @@ class AcceptPoolTest(Case):
         self.refused(sealbuf.PoolProtocolError, slots=129)
         self.refused(sealbuf.PoolProtocolError, max_header=(64 << 10) + 1)
         self.refused(sealbuf.PoolProtocolError, stride=100)
+        # The stride runs from the slot size to the slot size rounded up to
+        # a page (Go: parsePoolHello); a wider one would map memory no slot
+        # uses.
+        e = self.refused(sealbuf.PoolProtocolError, slot_size=PG, stride=2 * PG)
+        self.assertIn("want %d to %d" % (PG, PG), str(e))
+        self.refused(sealbuf.PoolProtocolError, slot_size=100, stride=PG + 1)
+        self.refused(sealbuf.PoolProtocolError, slot_size=PG + 1, stride=3 * PG)
         fd = memfd(b"extra", SHRINK | GROW | WRITE)
         try:
             self.refused(sealbuf.PoolProtocolError, extra_fds=[fd])
@@ -258,6 +378,39 @@ class AcceptPoolTest(Case):
             self.refused(sealbuf.NotSealedError, futex=True, ring_seals=SHRINK)
             self.refused(sealbuf.PoolProtocolError, futex=True, ring_seals=SHRINK | GROW | FUTURE_WRITE)
             self.refused(sealbuf.PoolProtocolError, futex=True, ring_size=4096 * 3)
+
+    def test_stride_bounds(self):
+        # Both ends of the stride's range are accepted.
+        for slot_size, stride in ((100, 100), (100, PG), (PG + 1, PG + 1), (PG + 1, 2 * PG)):
+            with self.subTest(slot_size=slot_size, stride=stride):
+                a, b = pair()
+                p = PoolProducer(a, slot_size=slot_size, stride=stride)
+                try:
+                    with sealbuf.accept_pool(b) as r:
+                        p.send(3, b"s" * slot_size)
+                        h, v = r.receive()
+                        self.assertEqual(b"s" * slot_size, bytes(v.view))
+                        v.release()
+                finally:
+                    p.close()
+
+    def test_slots_not_populated(self):
+        # Accept maps the slots without populating them (as Go's Accept): a
+        # producer that never wrote its slots must not make the consumer
+        # allocate slots x slot size up front. Memory comes as slots are
+        # written and read.
+        a, b = pair()
+        p = PoolProducer(a, slots=64, slot_size=64 << 10)
+        try:
+            with sealbuf.accept_pool(b) as r:
+                self.assertEqual(0, os.fstat(p.fd).st_blocks, "accepting the pool allocated its pages")
+                p.send(3, b"x")
+                h, v = r.receive()
+                self.assertEqual(b"x", bytes(v.view))
+                v.release()
+                self.assertLess(os.fstat(p.fd).st_blocks * 512, 64 * (64 << 10) // 2)
+        finally:
+            p.close()
 
     def test_not_a_memfd(self):
         a, b = pair()
@@ -284,9 +437,40 @@ class AcceptPoolTest(Case):
             finally:
                 p.close()
 
+    @unittest.skipUnless(_futex.supported(), "the futex flavour is not supported here")
+    def test_hugetlbfs_ring(self):
+        # Both sides write the ring, so it cannot be write-sealed; on
+        # hugetlbfs the producer could punch its page out and the consumer's
+        # next access would raise SIGBUS: refused before it is mapped, as Go's
+        # openRing refuses it. The ring is otherwise right (seals, size, and
+        # the producer maps it), so only the file system is refused.
+        hp = huge_page_size()
+        shape = _hugetlb_ring_shape(hp) if hp else None
+        if shape is None:
+            self.skipTest("no ring layout is a whole number of %d-byte huge pages" % hp)
+        try:
+            os.close(os.memfd_create("probe", os.MFD_CLOEXEC | MFD_HUGETLB))
+        except OSError as e:
+            self.skipTest("no hugetlbfs memfd here: %s" % e)
+        reserve_huge_pages(self, 1)
+        slots, max_header = shape
+        e = self.refused(sealbuf.PoolProtocolError, futex=True, slots=slots, max_header=max_header,
+                         slot_size=4096, ring_hugetlb=True)
+        self.assertIn("hugetlbfs", str(e))
+
     @unittest.skipIf(_futex.supported(), "the futex flavour is supported here")
     def test_futex_unsupported(self):
         self.refused(sealbuf.UnsupportedError, futex=True)
+
+
+def _hugetlb_ring_shape(hp: int):
+    """(slots, max_header) whose ring is a whole number of hp-byte pages
+    (hugetlbfs sizes are), or None."""
+    for slots in range(1, _pool.MAX_SLOTS + 1):
+        for entry in range(64, ((20 + _pool.MAX_HEADER + 63) & ~63) + 1, 64):
+            if _pool.ring_layout(slots, entry - 20)[0] % hp == 0:
+                return slots, entry - 20
+    return None
 
 
 if __name__ == "__main__":
