@@ -8,7 +8,7 @@ import socket
 import threading
 
 from . import _wire
-from ._errors import TooManyFilesError
+from ._errors import MalformedError, TooManyFilesError
 from ._sealed import Sealed, open_sealed
 
 
@@ -105,7 +105,10 @@ class Conn:
         (MalformedError), a header longer than max_header
         (HeaderTooLongError: the message is consumed) — every descriptor of
         the message is closed, nothing is returned, and the Conn stays usable
-        for the next message. The peer hung up: EOFError.
+        for the next message. The exception is a stream whose framing the
+        peer broke ("out of step"): reported once, after which receive drops
+        what still comes and raises EOFError at the hang-up, as Go's Conn
+        does. The peer hung up: EOFError.
         """
         header, fds = self.receive_files(max_header)
         bufs = []
@@ -132,14 +135,34 @@ class Conn:
         if max_header < 0:
             raise ValueError("sealbuf: receive: negative max_header")
         with self._recv_lock:
+            if self._stream and getattr(self, "_broken", False):
+                # The framing broke and receive said so once: no message
+                # can be found any more. Drop what still comes (closing any
+                # descriptor) until the hang-up, as Go's Conn does.
+                self._drain_broken()
             if self._stream:
-                header, n, fds = _wire.recv_frame(self.socket, max_header, self.max_files)
+                try:
+                    header, n, fds = _wire.recv_frame(self.socket, max_header, self.max_files)
+                except MalformedError as e:
+                    if getattr(e, "out_of_step", False):
+                        self._broken = True
+                    raise
             else:
                 header, n, fds = _wire.recv_packet(self.socket, max_header, self.max_files)
         if n > max_header:
             _wire.close_fds(fds)
             raise _wire.header_too_long(n, max_header, len(fds))
         return header, fds
+
+    def _drain_broken(self) -> None:
+        anc = _wire.anc_space(self.max_files)
+        while True:
+            data, ancdata, mflags, _ = self.socket.recvmsg(65536, anc, _wire._MSG_CMSG_CLOEXEC)
+            fds = []
+            _wire.take_fds(ancdata, mflags, self.max_files, fds)
+            _wire.close_fds(fds)
+            if not data and not ancdata:
+                raise EOFError("sealbuf: receive: the peer hung up (after breaking the stream's framing)")
 
     def close(self) -> None:
         """Closes the socket. Buffers already received stay valid."""

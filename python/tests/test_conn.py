@@ -241,6 +241,24 @@ class ConnTest(Case):
             finally:
                 os.close(fd)
 
+    def test_stream_broken_then_eof(self):
+        """A broken framing is reported once; then receive drops what still
+        comes (closing its descriptors) and raises EOFError at the hang-up,
+        as Go's Conn does."""
+        a, b = pair(socket.SOCK_STREAM)
+        with b:
+            before = counts()
+            raw_send(a.socket, b"garbage!garbage!")
+            with self.assertRaises(sealbuf.MalformedError):
+                b.receive()
+            fd = memfd(b"stray", 0)
+            raw_send(a.socket, frame(5, 1) + b"hello", [fd])  # looks like a frame: dropped all the same
+            os.close(fd)
+            a.close()
+            with self.assertRaises(EOFError):
+                b.receive()
+            self.assertEqual((before[0] - 1,) + before[1:], counts())  # a is closed; the stray memfd too
+
     def test_stream_hangup_inside_frame(self):
         a, b = pair(socket.SOCK_STREAM)
         with b:
