@@ -26,12 +26,14 @@ import (
 //     CPU): with GOMAXPROCS=1 nothing else in the process runs meanwhile,
 //     and a read deadline, a cancelled context or Close is noticed up to
 //     Kernel late.
-//   - Spinning wakes in well under a microsecond when the peer runs on
-//     another CPU at the same time (a futex pool polls the shared ring's
-//     word; a Conn polls its socket with non-blocking reads), at the price
-//     of a busy CPU for up to Spin. It is skipped where this process may
-//     run on one CPU only (its affinity mask): there it would only take the
-//     time the peer needs to answer. It yields to other goroutines as it
+//   - Spinning wakes in a microsecond or two (a futex pool polls the shared
+//     ring's word; a Conn polls its socket with non-blocking reads), at the
+//     price of a busy CPU for up to Spin. A spin looks a few hundred times
+//     without pause — only where this process may run on more than one
+//     CPU — then calls sched_yield(2) between looks: on a CPU shared with
+//     the peer that hands the CPU over at once (measured: faster than a
+//     futex wake-up even with both processes pinned to one CPU), on a CPU of
+//     its own it returns at once. It also yields to other goroutines as it
 //     goes, so GOMAXPROCS=1 still runs them.
 //
 // Once Spin and Kernel are spent an idle side uses no CPU. For a

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
-	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
 // The waits below are the option's longest, so that a wait that ignored
@@ -202,9 +201,6 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 // its socket for that long only, then waits without using the CPU
 // (asserted on CPU time, not wall time).
 func TestConnSpinIdleCostsNoCPU(t *testing.T) {
-	if !wire.SpinHelps {
-		t.Skip("this process may run on one CPU only: spinning is skipped")
-	}
 	connEachType(t, func(t *testing.T, typ int) {
 		ua, ub := connUnixPair(t, typ)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond}))

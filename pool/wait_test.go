@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
-	"github.com/sealbuf/sealbuf/internal/wire"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -108,9 +107,6 @@ func cpuTime(t *testing.T) time.Duration {
 // process may use a few milliseconds of CPU, not the 300 ms a wait that kept
 // spinning would. (CPU time, not wall time, is what is asserted.)
 func TestSpinIdleCostsNoCPU(t *testing.T) {
-	if !wire.SpinHelps {
-		t.Skip("this process may run on one CPU only: spinning is skipped")
-	}
 	for _, st := range poolSockTypes {
 		t.Run(st.name, func(t *testing.T) {
 			a, b := poolSocketpair(t, st.typ)

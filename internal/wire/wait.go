@@ -20,11 +20,13 @@ import (
 // round of the scheduler on both sides (tens of microseconds across cores
 // on a busy VM); a kernel wait keeps the goroutine's thread and P but
 // sleeps, and wakes in a few microseconds; spinning wakes in well under a
-// microsecond but burns a CPU for as long as it lasts. Spinning helps only
-// when the peer runs on another CPU at the same time: it is skipped where
-// this process may run on one CPU only (its affinity mask), where it would
-// only take the time the peer needs to answer. Once the budgets are spent
-// an idle side uses no CPU at all.
+// microsecond but keeps a CPU busy for as long as it lasts. A pure spin
+// helps only when the peer runs on another CPU at the same time; on the
+// peer's own CPU it would take the time the peer needs to answer. So a spin
+// looks spinPure times without pause (only where this process may run on
+// more than one CPU), then calls sched_yield(2) between looks: on a CPU it
+// shares with the peer that hands the CPU over at once, on a CPU of its own
+// it returns at once. Once the budgets are spent an idle side uses no CPU.
 type Wait struct {
 	Spin   time.Duration
 	Kernel time.Duration
@@ -39,8 +41,12 @@ func (w Wait) Clamp() Wait {
 	return Wait{Spin: min(max(w.Spin, 0), MaxWait), Kernel: min(max(w.Kernel, 0), MaxWait)}
 }
 
-// SpinHelps reports whether spinning can help here: this process may run
-// on more than one CPU. Read once: affinity rarely changes under a process.
+// spinPure is how many looks a spin takes before it yields between looks.
+const spinPure = 256
+
+// SpinHelps reports whether a pure spin can help here: this process may run
+// on more than one CPU (its affinity mask, read once). Where it cannot, a
+// spin yields between all its looks.
 var SpinHelps = func() bool {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
@@ -58,11 +64,11 @@ type Spinner struct {
 	n     int
 }
 
-// Start begins a spin of d (none where spinning cannot help).
+// Start begins a spin of d.
 func (s *Spinner) Start(d time.Duration) {
 	s.n = 0
 	s.d = 0
-	if d > 0 && SpinHelps {
+	if d > 0 {
 		s.start, s.d = time.Now(), d
 	}
 }
@@ -73,13 +79,17 @@ func (s *Spinner) Next() bool {
 		return false
 	}
 	s.n++
-	if s.n&63 == 0 {
+	if s.n <= spinPure && SpinHelps {
+		return true
+	}
+	if s.n&15 == 0 {
 		if time.Since(s.start) >= s.d {
 			s.d = 0
 			return false
 		}
-		runtime.Gosched()
+		runtime.Gosched() // other goroutines of a GOMAXPROCS=1 process
 	}
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) // other threads on this CPU: the peer, maybe
 	return true
 }
 
