@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -272,7 +273,7 @@ func childPair(t *testing.T, typ int) (*sealbuf.Conn, *os.File) {
 }
 
 func TestChildConnReceive(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		for _, tc := range []struct {
 			name        string
 			messages    int
@@ -285,9 +286,9 @@ func TestChildConnReceive(t *testing.T) {
 			{"while the child sends", 25, false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				connNoGC(t)
+				testutil.NoGC(t)
 				c, sock := childPair(t, typ)
-				before := connCount(t)
+				before := testutil.Snap(t)
 				child := startChild(t, "conn-send", strconv.Itoa(tc.messages), sock)
 				if tc.exitedFirst {
 					require.NoError(t, child.wait())
@@ -311,8 +312,8 @@ func TestChildConnReceive(t *testing.T) {
 				if !tc.exitedFirst {
 					require.NoError(t, child.wait())
 				}
-				after := connCount(t)
-				require.Equal(t, connCounts{total: before.total - 1, memfdCount: before.memfdCount, memfdMaps: before.memfdMaps}, after,
+				after := testutil.Count(t)
+				require.Equal(t, testutil.Counts{Total: before.Total - 1, MemfdCount: before.MemfdCount, MemfdMaps: before.MemfdMaps}, after,
 					"only the child's end of the socketpair is gone")
 			})
 		}
@@ -320,8 +321,8 @@ func TestChildConnReceive(t *testing.T) {
 }
 
 func TestChildConnEcho(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		connNoGC(t)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		testutil.NoGC(t)
 		c, sock := childPair(t, typ)
 		one := connSealed(t, []byte("one"))
 		empty := connSealed(t, nil)
@@ -336,7 +337,7 @@ func TestChildConnEcho(t *testing.T) {
 		for i := range many {
 			many[i] = []*sealbuf.Sealed{one, empty, mib}[i%3]
 		}
-		before := connCount(t)
+		before := testutil.Snap(t)
 		child := startChild(t, "conn-echo", "", sock)
 
 		for _, m := range []struct {
@@ -367,10 +368,10 @@ func TestChildConnEcho(t *testing.T) {
 		}
 		require.NoError(t, c.Close())
 		require.NoError(t, child.wait())
-		after := connCount(t)
-		require.Equal(t, before.memfdCount, after.memfdCount)
-		require.Equal(t, before.memfdMaps, after.memfdMaps)
-		require.Equal(t, before.total-2, after.total, "the child's end and our Conn are closed, nothing else changed")
+		after := testutil.Count(t)
+		require.Equal(t, before.MemfdCount, after.MemfdCount)
+		require.Equal(t, before.MemfdMaps, after.MemfdMaps)
+		require.Equal(t, before.Total-2, after.Total, "the child's end and our Conn are closed, nothing else changed")
 	})
 }
 
@@ -378,16 +379,16 @@ func TestChildConnEcho(t *testing.T) {
 func TestChildConnHalfFrame(t *testing.T) {
 	for _, arg := range []string{"prefix3", "header100"} {
 		t.Run(arg, func(t *testing.T) {
-			connNoGC(t)
+			testutil.NoGC(t)
 			c, sock := childPair(t, unix.SOCK_STREAM)
-			before := connCount(t)
+			before := testutil.Snap(t)
 			child := startChild(t, "conn-half-frame", arg, sock)
 			require.NoError(t, child.wait())
 			_, bufs, err := c.Receive(make([]byte, 2000))
 			require.ErrorIs(t, err, io.ErrUnexpectedEOF, "%v", err)
 			require.Nil(t, bufs)
-			after := connCount(t)
-			require.Equal(t, connCounts{total: before.total - 1, memfdCount: before.memfdCount, memfdMaps: before.memfdMaps}, after,
+			after := testutil.Count(t)
+			require.Equal(t, testutil.Counts{Total: before.Total - 1, MemfdCount: before.MemfdCount, MemfdMaps: before.MemfdMaps}, after,
 				"the memfd that came with the half frame must be closed")
 		})
 	}
@@ -395,7 +396,7 @@ func TestChildConnHalfFrame(t *testing.T) {
 
 // TestChildConnKilled: a peer killed while we wait for it is a hang-up.
 func TestChildConnKilled(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		for _, tc := range []struct {
 			arg    string
 			unread bool

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // conn-ctrunc: with two messages queued on descriptor 3 — "many", with
@@ -88,7 +89,7 @@ var _ = childRole("conn-ctrunc", func(string) int {
 // descriptors, or other control data": nothing about this process's own
 // limit, the likelier cause with a peer that sent the legal maximum.
 func TestConnCtruncRlimit(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		c, sock := childPair(t, typ)
 		buf := connSealed(t, []byte("x"))
 		many := make([]*sealbuf.Sealed, 253)
@@ -116,15 +117,15 @@ func TestConnCtruncRlimit(t *testing.T) {
 // carried wire.ErrTooManyFiles, a different error from
 // sealbuf.ErrTooManyFiles, which nothing matched any more.)
 func TestConnTooManyFilesMatches(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := connPairOpts(t, typ, nil, []sealbuf.ConnOption{sealbuf.WithMaxFiles(2)})
 		buf := connSealed(t, []byte("x"))
-		before := connCount(t)
+		before := testutil.Snap(t)
 		require.NoError(t, a.Send([]byte("three"), buf, buf, buf))
 		_, bufs, err := b.Receive(make([]byte, 16))
 		require.ErrorIs(t, err, sealbuf.ErrTooManyFiles)
 		require.Nil(t, bufs)
-		connRequireFlat(t, before)
+		testutil.RequireFlat(t, before)
 		connRequireNext(t, a, b)
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // connRequirePidfds skips the test unless a socket with SO_PASSPIDFD
@@ -73,13 +74,13 @@ func connPassPidfds(t *testing.T, uc *net.UnixConn) {
 // left no room for the pidfd and came with MSG_CTRUNC.
 func TestConnPidfd(t *testing.T) {
 	connRequirePidfds(t)
-	connEachType(t, func(t *testing.T, typ int) {
-		connNoGC(t)
-		ua, ub := connUnixPair(t, typ)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		testutil.NoGC(t)
+		ua, ub := testutil.UnixPair(t, typ)
 		connPassPidfds(t, ub)
 		a, b := sealbuf.NewConn(ua), sealbuf.NewConn(ub)
 		buf := connSealed(t, []byte("pidfd"))
-		before := connCount(t)
+		before := testutil.Snap(t)
 		h := make([]byte, 64)
 		for i := range 200 {
 			want := fmt.Sprint("message ", i)
@@ -116,7 +117,7 @@ func TestConnPidfd(t *testing.T) {
 				require.NoError(t, maps[0].Close())
 			}
 		}
-		connRequireFlat(t, before, "pidfds leaked")
+		testutil.RequireFlat(t, before, "pidfds leaked")
 
 		// The most descriptors a message can carry, and the pidfd.
 		many := make([]*sealbuf.Sealed, 253)
@@ -129,14 +130,14 @@ func TestConnPidfd(t *testing.T) {
 		require.Equal(t, "many", string(h[:n]))
 		require.Len(t, bufs, 253)
 		connCloseAll(bufs)
-		connRequireFlat(t, before, "pidfds leaked")
+		testutil.RequireFlat(t, before, "pidfds leaked")
 
 		// A refused message (header too long) closes its pidfd too.
 		require.NoError(t, a.Send(make([]byte, 100), buf))
 		_, _, err = b.Receive(h)
 		require.ErrorIs(t, err, io.ErrShortBuffer)
-		connRequireFlat(t, before, "a refused message leaked")
+		testutil.RequireFlat(t, before, "a refused message leaked")
 		connRequireNext(t, a, b)
-		connRequireFlat(t, before, "pidfds leaked")
+		testutil.RequireFlat(t, before, "pidfds leaked")
 	})
 }

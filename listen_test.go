@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,18 +22,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // Tests of Listen, Dial, Pair, FileConn and ExtraFile: in this process, and
 // with child processes (the test binary run again in a childRole, see
 // conn_child_test.go).
-
-// listenNoGC turns the garbage collector off for the test, so that no
-// finalizer closes a forgotten descriptor and hides a leak from the counts.
-func listenNoGC(t testing.TB) {
-	old := debug.SetGCPercent(-1)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
-}
 
 // listenRequireFDs checks that the process holds as many descriptors as
 // before. It gives descriptors that some goroutine holds for an instant a
@@ -43,10 +36,10 @@ func listenNoGC(t testing.TB) {
 func listenRequireFDs(t testing.TB, before int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
-	for countFDs(t) != before && time.Now().Before(deadline) {
+	for testutil.CountFDs(t) != before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := countFDs(t); n != before {
+	if n := testutil.CountFDs(t); n != before {
 		var list strings.Builder
 		ents, _ := os.ReadDir("/proc/self/fd")
 		for _, e := range ents {
@@ -300,8 +293,8 @@ func listenEachName(t *testing.T, fn func(t *testing.T, name string)) {
 
 func TestListenDial(t *testing.T) {
 	listenEachName(t, func(t *testing.T, name string) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.CountFDs(t)
 
 		l, err := sealbuf.Listen(name)
 		require.NoError(t, err)
@@ -380,8 +373,8 @@ func TestListenDialOptions(t *testing.T) {
 // sees the other go away.
 func TestListenDialChild(t *testing.T) {
 	listenEachName(t, func(t *testing.T, name string) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.CountFDs(t)
 		l, err := sealbuf.Listen(name)
 		require.NoError(t, err)
 
@@ -409,8 +402,8 @@ func TestListenDialChild(t *testing.T) {
 
 func TestPairChild(t *testing.T) {
 	t.Run("we hang up", func(t *testing.T) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.CountFDs(t)
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-echo", "", f)
@@ -422,8 +415,8 @@ func TestPairChild(t *testing.T) {
 		listenRequireFDs(t, before)
 	})
 	t.Run("the child exits", func(t *testing.T) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.CountFDs(t)
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-send-exit", "", f)
@@ -453,8 +446,8 @@ func TestPairChild(t *testing.T) {
 // TestPairFile: Pair's file is a close-on-exec "unixpacket" socket that
 // FileConn takes in this process too.
 func TestPairFile(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.CountFDs(t)
 	c, f, err := sealbuf.Pair()
 	require.NoError(t, err)
 	rc, err := f.SyscallConn()
@@ -509,8 +502,8 @@ func TestFileConnStream(t *testing.T) {
 // socket is refused with an error saying what it is, and the file stays
 // the caller's, open.
 func TestFileConnRefuses(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.CountFDs(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
@@ -748,13 +741,13 @@ func listenRequireServes(t testing.TB, path string) {
 // TestListenInUse: a path where a running process has a socket bound is
 // refused, the socket there left alone; a live listener sees nothing of it.
 func TestListenInUse(t *testing.T) {
-	listenNoGC(t)
+	testutil.NoGC(t)
 	t.Run("a Listener of this process", func(t *testing.T) {
 		path := listenPath(t)
 		l, err := sealbuf.Listen(path)
 		require.NoError(t, err)
 		defer l.Close()
-		before := countFDs(t)
+		before := testutil.CountFDs(t)
 		l2, err := sealbuf.Listen(path)
 		require.Nil(t, l2)
 		require.ErrorIs(t, err, syscall.EADDRINUSE)
@@ -868,8 +861,8 @@ func TestListenNotSocket(t *testing.T) {
 
 // TestDialNothing: Dial fails at once, saying why, when nothing listens.
 func TestDialNothing(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.CountFDs(t)
 	dir := t.TempDir()
 	stale := filepath.Join(dir, "stale.sock")
 	ul, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: stale, Net: "unixpacket"})
@@ -923,8 +916,8 @@ func TestListenBadName(t *testing.T) {
 // TestListenerCloseWhileAccepting: Close wakes every Accept waiting, also
 // while dialers come and go, and leaks nothing.
 func TestListenerCloseWhileAccepting(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.CountFDs(t)
 	for round := range 20 {
 		path := listenPath(t)
 		l, err := sealbuf.Listen(path)

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,83 +176,6 @@ func patternBytes(n int) []byte {
 		b[i] = pattern(i)
 	}
 	return b
-}
-
-// countFDs counts the entries of /proc/self/fd.
-func countFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
-// countMaps counts the lines of /proc/self/maps.
-func countMaps(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	return strings.Count(string(b), "\n")
-}
-
-// countMemfdMaps counts the lines of /proc/self/maps that map a memfd.
-func countMemfdMaps(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	return strings.Count(string(b), " /memfd:")
-}
-
-// mapsLine returns the /proc/self/maps line of the mapping holding addr.
-func mapsLine(t testing.TB, addr uintptr) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		var lo, hi uintptr
-		if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && lo <= addr && addr < hi {
-			return line
-		}
-	}
-	return ""
-}
-
-// memfdByName opens the memfd this process holds under name, through
-// /proc/self/fd: a second handle on a memfd whose owner exposes none.
-func memfdByName(t testing.TB, name string) *os.File {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	for _, e := range ents {
-		p := filepath.Join("/proc/self/fd", e.Name())
-		link, err := os.Readlink(p)
-		if err == nil && link == "/memfd:"+name+" (deleted)" {
-			f, err := os.OpenFile(p, os.O_RDWR, 0)
-			require.NoError(t, err)
-			return f
-		}
-	}
-	t.Fatalf("no memfd called %q in /proc/self/fd", name)
-	return nil
-}
-
-// settleFinalizers runs the garbage collector and waits until the
-// finalizers it queued have run, so that a forgotten *os.File that shares a
-// descriptor with the caller's would have closed it by now.
-func settleFinalizers(t testing.TB) {
-	t.Helper()
-	for range 2 {
-		done := make(chan struct{})
-		sentinel := new([64]byte)
-		runtime.SetFinalizer(sentinel, func(*[64]byte) { close(done) })
-		sentinel = nil
-		runtime.GC()
-		runtime.GC()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("finalizers did not run")
-		}
-	}
 }
 
 // requireTruncated checks that err reports a truncation: ErrTruncated,

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -53,7 +54,7 @@ func requireStillUsable(t *testing.T, f *os.File, use func(t *testing.T)) {
 	_, err := f.Stat()
 	require.NoError(t, err, "the refused file must stay open")
 	use(t)
-	settleFinalizers(t)
+	testutil.SettleFinalizers(t)
 	_, err = f.Stat()
 	require.NoError(t, err, "the refused file was closed later (by a finalizer?)")
 	use(t)
@@ -210,7 +211,7 @@ func TestOpenRefusesMissingSeals(t *testing.T) {
 			src := newTestMemfd(t, 4096, has)
 			f := procOpen(t, src, os.O_RDWR)
 			closeLater(t, f)
-			fds, maps := countFDs(t), countMaps(t)
+			fds, maps := testutil.CountFDs(t), testutil.CountMaps(t)
 			s, err := sealbuf.Open(f)
 			require.Nil(t, s)
 			require.ErrorIs(t, err, sealbuf.ErrNotSealed)
@@ -221,8 +222,8 @@ func TestOpenRefusesMissingSeals(t *testing.T) {
 					require.True(t, sealNamed(err.Error(), seal), "the error must name the missing seal %q: %v", seal, err)
 				}
 			}
-			require.Equal(t, fds, countFDs(t))
-			require.Equal(t, maps, countMaps(t), "nothing is mapped before the seals are checked")
+			require.Equal(t, fds, testutil.CountFDs(t))
+			require.Equal(t, maps, testutil.CountMaps(t), "nothing is mapped before the seals are checked")
 			requireStillUsable(t, f, func(t *testing.T) {
 				// Still the caller's, and still a memfd the sender can fix.
 				_, err := f.WriteAt([]byte("w"), 0)
@@ -290,11 +291,11 @@ func TestOpenMaxSize(t *testing.T) {
 			if n > 0 {
 				f := procOpen(t, src, os.O_RDONLY)
 				closeLater(t, f)
-				maps := countMaps(t)
+				maps := testutil.CountMaps(t)
 				s, err := sealbuf.Open(f, sealbuf.MaxSize(n-1))
 				require.Nil(t, s)
 				require.ErrorIs(t, err, sealbuf.ErrTooLarge)
-				require.Equal(t, maps, countMaps(t), "nothing mapped")
+				require.Equal(t, maps, testutil.CountMaps(t), "nothing mapped")
 				t.Log(err)
 				requireStillUsable(t, f, func(*testing.T) {})
 			}
@@ -313,11 +314,11 @@ func TestOpenMaxSize(t *testing.T) {
 		require.NoError(t, src.AddSeals(memfd.SealImmutable))
 		f := procOpen(t, src, os.O_RDONLY)
 		closeLater(t, f)
-		maps := countMaps(t)
+		maps := testutil.CountMaps(t)
 		s, err := sealbuf.Open(f, sealbuf.MaxSize(1<<20))
 		require.Nil(t, s)
 		require.ErrorIs(t, err, sealbuf.ErrTooLarge)
-		require.Equal(t, maps, countMaps(t))
+		require.Equal(t, maps, testutil.CountMaps(t))
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // The snippets of README.md's "Producer and consumer" section, as code that
@@ -138,8 +139,8 @@ var _ = childRole("readme-consumer", func(string) int {
 })
 
 func TestReadmePair(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.CountFDs(t)
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	cmd := exec.Command(exe, "-test.run=^$")
@@ -154,8 +155,8 @@ func TestReadmePair(t *testing.T) {
 }
 
 func TestReadmeListen(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.CountFDs(t)
 	path := listenPath(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
@@ -26,7 +27,7 @@ const testWait = sealbuf.MaxWait
 
 func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	t.Helper()
-	a, b := connUnixPair(t, typ)
+	a, b := testutil.UnixPair(t, typ)
 	ca := sealbuf.NewConn(a, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 	cb := sealbuf.NewConn(b, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 	t.Cleanup(func() { ca.Close(); cb.Close() })
@@ -37,9 +38,9 @@ func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 // and without buffers cross in both directions, on both socket types, the
 // receiver sometimes waiting (peer answers later) and sometimes not.
 func TestBlockingWaitPingPong(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := waitPair(t, typ)
-		before := connCount(t)
+		before := testutil.Snap(t)
 		done := make(chan error, 1)
 		go func() {
 			hdr := make([]byte, 64)
@@ -79,14 +80,14 @@ func TestBlockingWaitPingPong(t *testing.T) {
 			require.Equal(t, []byte{byte(i), 'x'}, hdr[:n])
 		}
 		require.NoError(t, <-done)
-		connRequireFlat(t, before)
+		testutil.RequireFlat(t, before)
 	})
 }
 
 // TestBlockingWaitHangUp: a peer that hangs up while the receiver waits in
 // the kernel reads as io.EOF.
 func TestBlockingWaitHangUp(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := waitPair(t, typ)
 		time.AfterFunc(2*time.Millisecond, func() { b.Close() })
 		_, _, err := a.Receive(make([]byte, 8))
@@ -97,7 +98,7 @@ func TestBlockingWaitHangUp(t *testing.T) {
 // TestBlockingWaitClose: Close from another goroutine ends a Receive that
 // waits (in the kernel, then in the netpoller) with os.ErrClosed.
 func TestBlockingWaitClose(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, _ := waitPair(t, typ)
 		requireCloseEndsReceive(t, a)
 	})
@@ -124,8 +125,8 @@ func requireCloseEndsReceive(t *testing.T, a *sealbuf.Conn) {
 
 // TestBlockingWaitDeadline: a read deadline still ends the wait.
 func TestBlockingWaitDeadline(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		ua, ub := connUnixPair(t, typ)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		ua, ub := testutil.UnixPair(t, typ)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 		defer a.Close()
 		defer ub.Close()
@@ -139,7 +140,7 @@ func TestBlockingWaitDeadline(t *testing.T) {
 // still work.
 func TestBlockingWaitClamp(t *testing.T) {
 	for _, d := range []time.Duration{-time.Second, time.Hour} {
-		ua, ub := connUnixPair(t, unix.SOCK_SEQPACKET)
+		ua, ub := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Kernel: d}))
 		b := sealbuf.NewConn(ub)
 		require.NoError(t, b.Send([]byte("x")))
@@ -175,7 +176,7 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 		t.Skipf("no /proc/PID/task/TID/syscall (CONFIG_HAVE_ARCH_TRACEHOOK): %v", err)
 	}
 	seen := func(opts ...sealbuf.ConnOption) bool {
-		ua, ub := connUnixPair(t, unix.SOCK_SEQPACKET)
+		ua, ub := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 		a, b := sealbuf.NewConn(ua, opts...), sealbuf.NewConn(ub)
 		defer a.Close()
 		defer b.Close()
@@ -205,8 +206,8 @@ func TestConnSpinIdleCostsNoCPU(t *testing.T) {
 	if !wire.SpinHelps {
 		t.Skip("this process may run on one CPU only: spinning is skipped")
 	}
-	connEachType(t, func(t *testing.T, typ int) {
-		ua, ub := connUnixPair(t, typ)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		ua, ub := testutil.UnixPair(t, typ)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond}))
 		defer a.Close()
 		defer ub.Close()
