@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -25,10 +24,10 @@ import (
 // descriptors (RLIMIT_NOFILE) and match ErrTooManyFiles; nothing may leak;
 // "one" must then arrive. Run in a child: a low descriptor limit would
 // hurt whatever else the test process runs meanwhile.
-var _ = childRole("conn-ctrunc", func(string) int {
+var _ = testutil.Role("conn-ctrunc", func(string) int {
 	c, err := childConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer c.Close()
 	fds := func() int {
@@ -41,39 +40,39 @@ var _ = childRole("conn-ctrunc", func(string) int {
 	before := fds()
 	var old unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	low := unix.Rlimit{Cur: uint64(before + 8), Max: old.Max} // room for a few, not 253
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	h := make([]byte, 16)
 	_, bufs, rerr := c.Receive(h)
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	fmt.Fprintln(os.Stderr, "Receive under RLIMIT_NOFILE", low.Cur, "with", before, "open:", rerr)
 	switch {
 	case rerr == nil:
 		connCloseAll(bufs)
-		return childFail(fmt.Errorf("Receive of 253 descriptors under RLIMIT_NOFILE %d succeeded", low.Cur))
+		return testutil.ChildFail(fmt.Errorf("Receive of 253 descriptors under RLIMIT_NOFILE %d succeeded", low.Cur))
 	case bufs != nil:
-		return childFail(fmt.Errorf("buffers returned with an error: %v", rerr))
+		return testutil.ChildFail(fmt.Errorf("buffers returned with an error: %v", rerr))
 	case !errors.Is(rerr, sealbuf.ErrTooManyFiles):
-		return childFail(fmt.Errorf("the error does not match ErrTooManyFiles: %v", rerr))
+		return testutil.ChildFail(fmt.Errorf("the error does not match ErrTooManyFiles: %v", rerr))
 	case !strings.Contains(rerr.Error(), "this process ran out of descriptors (RLIMIT_NOFILE"):
-		return childFail(fmt.Errorf("the error does not say this process ran out of descriptors (RLIMIT_NOFILE): %v", rerr))
+		return testutil.ChildFail(fmt.Errorf("the error does not say this process ran out of descriptors (RLIMIT_NOFILE): %v", rerr))
 	}
 	if after := fds(); after != before {
-		return childFail(fmt.Errorf("%d descriptors open before the truncated message, %d after", before, after))
+		return testutil.ChildFail(fmt.Errorf("%d descriptors open before the truncated message, %d after", before, after))
 	}
 	n, bufs, err := c.Receive(h)
 	if err != nil {
-		return childFail(fmt.Errorf("the next message: %w", err))
+		return testutil.ChildFail(fmt.Errorf("the next message: %w", err))
 	}
 	defer connCloseAll(bufs)
 	if string(h[:n]) != "one" || len(bufs) != 1 || string(bufs[0].Bytes()) != "x" {
-		return childFail(fmt.Errorf("the next message: %q with %d buffers", h[:n], len(bufs)))
+		return testutil.ChildFail(fmt.Errorf("the next message: %q with %d buffers", h[:n], len(bufs)))
 	}
 	return 0
 })
@@ -98,15 +97,9 @@ func TestConnCtruncRlimit(t *testing.T) {
 		}
 		require.NoError(t, c.Send([]byte("many"), many...))
 		require.NoError(t, c.Send([]byte("one"), buf))
-		exe, err := os.Executable()
-		require.NoError(t, err)
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), childRoleEnv+"=conn-ctrunc",
-			// A -race binary sleeps a second at exit by default.
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		child := newChildProc(t, cmd, sock)
-		err = child.wait()
-		t.Log(strings.TrimSpace(child.stderr()))
+		child := testutil.StartChild(t, "conn-ctrunc", "", sock)
+		err := child.Wait()
+		t.Log(strings.TrimSpace(child.Stderr()))
 		require.NoError(t, err)
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,8 +25,8 @@ import (
 )
 
 // Tests of Listen, Dial, Pair, FileConn and ExtraFile: in this process, and
-// with child processes (the test binary run again in a childRole, see
-// conn_child_test.go).
+// with child processes (the test binary run again in a role, see
+// internal/testutil).
 
 // listenRequireFDs checks that the process holds as many descriptors as
 // before. It gives descriptors that some goroutine holds for an instant a
@@ -128,12 +127,12 @@ func listenEcho(c *sealbuf.Conn) int {
 			return 0
 		}
 		if err != nil {
-			return childFail(fmt.Errorf("receive: %w", err))
+			return testutil.ChildFail(fmt.Errorf("receive: %w", err))
 		}
 		err = c.Send(append([]byte("echo "), h[:n]...), bufs...)
 		connCloseAll(bufs)
 		if err != nil {
-			return childFail(fmt.Errorf("send: %w", err))
+			return testutil.ChildFail(fmt.Errorf("send: %w", err))
 		}
 	}
 }
@@ -154,20 +153,20 @@ func listenRequireEcho(t testing.TB, c *sealbuf.Conn, text string) {
 }
 
 // dial-echo PATH: Dial PATH and echo until the parent hangs up.
-var _ = childRole("dial-echo", func(path string) int {
+var _ = testutil.Role("dial-echo", func(path string) int {
 	c, err := sealbuf.Dial(path)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return listenEcho(c)
 })
 
 // pair-echo: adopt ExtraFiles[0] as a user's child would, and echo until
 // the parent hangs up.
-var _ = childRole("pair-echo", func(string) int {
+var _ = testutil.Role("pair-echo", func(string) int {
 	c, err := listenExtraConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return listenEcho(c)
 })
@@ -175,17 +174,17 @@ var _ = childRole("pair-echo", func(string) int {
 // pair-send-exit: send "bye" with a buffer over ExtraFiles[0] and exit
 // without closing anything: the kernel delivers the message, then the
 // hang-up.
-var _ = childRole("pair-send-exit", func(string) int {
+var _ = testutil.Role("pair-send-exit", func(string) int {
 	c, err := listenExtraConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	s, err := sealbuf.FromBytes([]byte("buffer bye"))
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	if err := c.Send([]byte("bye"), s); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return 0
 })
@@ -207,10 +206,10 @@ func listenExtraConn() (*sealbuf.Conn, error) {
 // listen-wait PATH: Listen on PATH, print "ready", and wait to be killed:
 // a live listener in another process, and, once killed, a stale socket
 // file.
-var _ = childRole("listen-wait", func(path string) int {
+var _ = testutil.Role("listen-wait", func(path string) int {
 	l, err := sealbuf.Listen(path)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer l.Close()
 	fmt.Println("ready")
@@ -218,12 +217,11 @@ var _ = childRole("listen-wait", func(path string) int {
 	return 0
 })
 
-// listenChild is a child process started by listenStart.
+// listenChild is a child process started by listenStart, its stdout
+// read a line at a time.
 type listenChild struct {
-	cmd    *exec.Cmd
-	stderr *os.File
+	*testutil.Child
 	stdout *bufio.Reader
-	waited bool
 }
 
 // listenStart starts the test binary in role with arg, with extra as its
@@ -232,49 +230,10 @@ type listenChild struct {
 // runs.
 func listenStart(t testing.TB, role, arg string, extra ...*os.File) *listenChild {
 	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"="+role, childArgEnv+"="+arg,
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	cmd.ExtraFiles = extra
-	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
-	require.NoError(t, err)
-	cmd.Stderr = stderr
+	cmd := testutil.Command(role, arg)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	err = cmd.Start()
-	for _, f := range extra {
-		require.NoError(t, f.Close())
-	}
-	require.NoError(t, err)
-	c := &listenChild{cmd: cmd, stderr: stderr, stdout: bufio.NewReader(out)}
-	t.Cleanup(func() {
-		if !c.waited {
-			_ = c.cmd.Process.Kill()
-			_ = c.wait()
-		}
-	})
-	return c
-}
-
-// wait waits for the child to exit and returns its error with its stderr.
-func (c *listenChild) wait() error {
-	err := c.cmd.Wait()
-	c.waited = true
-	b, _ := os.ReadFile(c.stderr.Name())
-	_ = c.stderr.Close()
-	if err != nil {
-		return fmt.Errorf("child: %w: %s", err, b)
-	}
-	return nil
-}
-
-// kill kills the child and waits for it.
-func (c *listenChild) kill(t testing.TB) {
-	t.Helper()
-	require.NoError(t, c.cmd.Process.Kill())
-	require.Error(t, c.wait(), "killed")
+	return &listenChild{testutil.Start(t, cmd, extra...), bufio.NewReader(out)}
 }
 
 // readLine returns the next line the child printed.
@@ -385,13 +344,13 @@ func TestListenDialChild(t *testing.T) {
 			listenRequireEcho(t, c, fmt.Sprint("message ", i))
 		}
 		require.NoError(t, c.Close())
-		require.NoError(t, child.wait(), "the child must see io.EOF when we hang up")
+		require.NoError(t, child.Wait(), "the child must see io.EOF when we hang up")
 
 		// The child dies: we read io.EOF.
 		child = listenStart(t, "dial-echo", name)
 		c = listenAccept(t, l)
 		listenRequireEcho(t, c, "before the kill")
-		child.kill(t)
+		child.Kill(t)
 		listenRequireEOF(t, c)
 		require.NoError(t, c.Close())
 
@@ -411,7 +370,7 @@ func TestPairChild(t *testing.T) {
 			listenRequireEcho(t, c, fmt.Sprint("message ", i))
 		}
 		require.NoError(t, c.Close())
-		require.NoError(t, child.wait(), "the child must see io.EOF when we hang up")
+		require.NoError(t, child.Wait(), "the child must see io.EOF when we hang up")
 		listenRequireFDs(t, before)
 	})
 	t.Run("the child exits", func(t *testing.T) {
@@ -420,7 +379,7 @@ func TestPairChild(t *testing.T) {
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-send-exit", "", f)
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 		h := make([]byte, 64)
 		n, bufs, err := c.Receive(h)
 		require.NoError(t, err, "the message sent before the exit arrives")
@@ -438,7 +397,7 @@ func TestPairChild(t *testing.T) {
 		defer c.Close()
 		child := listenStart(t, "pair-echo", "", f)
 		listenRequireEcho(t, c, "before the kill")
-		child.kill(t)
+		child.Kill(t)
 		listenRequireEOF(t, c)
 	})
 }
@@ -582,7 +541,7 @@ func TestFileConnRefuses(t *testing.T) {
 // extra-file SCENARIO: run ExtraFile's checks in a child. Scenarios:
 // "socket" (ExtraFiles: a unixpacket socket, a pipe), "inet" (an AF_INET
 // socket), "none" (no ExtraFiles).
-var _ = childRole("extra-file", func(scenario string) int {
+var _ = testutil.Role("extra-file", func(scenario string) int {
 	expect := func(i int, want string) error {
 		f, err := sealbuf.ExtraFile(i)
 		if err == nil {
@@ -642,7 +601,7 @@ var _ = childRole("extra-file", func(scenario string) int {
 		return fmt.Errorf("unknown scenario %q", scenario)
 	}()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return 0
 })
@@ -656,7 +615,7 @@ func TestExtraFile(t *testing.T) {
 		require.NoError(t, err)
 		defer r.Close()
 		child := listenStart(t, "extra-file", "socket", f, w)
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 		h := make([]byte, 64)
 		n, _, err := c.Receive(h)
 		require.NoError(t, err)
@@ -667,11 +626,11 @@ func TestExtraFile(t *testing.T) {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		require.NoError(t, err)
 		child := listenStart(t, "extra-file", "inet", os.NewFile(uintptr(fd), "inet"))
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 	})
 	t.Run("none", func(t *testing.T) {
 		child := listenStart(t, "extra-file", "none")
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 	})
 	t.Run("opened by this process", func(t *testing.T) {
 		// A UNIX socket this process opened (close-on-exec, as Go opens
@@ -713,7 +672,7 @@ func TestListenStale(t *testing.T) {
 		path := listenPath(t)
 		child := listenStart(t, "listen-wait", path)
 		require.Equal(t, "ready", child.readLine(t))
-		child.kill(t)
+		child.Kill(t)
 		fi, err := os.Lstat(path)
 		require.NoError(t, err, "a killed listener leaves its socket file")
 		require.Equal(t, os.ModeSocket, fi.Mode().Type())
@@ -795,7 +754,7 @@ func TestListenInUse(t *testing.T) {
 		d, err := sealbuf.Dial(path)
 		require.NoError(t, err, "the other process still listens")
 		require.NoError(t, d.Close())
-		child.kill(t)
+		child.Kill(t)
 	})
 	t.Run("an abstract name", func(t *testing.T) {
 		name := listenAbstract()

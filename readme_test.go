@@ -131,9 +131,9 @@ var process = func(header, data []byte) {
 }
 
 // readme-consumer: the README's consumer, in a child.
-var _ = childRole("readme-consumer", func(string) int {
+var _ = testutil.Role("readme-consumer", func(string) int {
 	if err := readmeConsumer(); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return 0
 })
@@ -141,11 +141,7 @@ var _ = childRole("readme-consumer", func(string) int {
 func TestReadmePair(t *testing.T) {
 	testutil.NoGC(t)
 	before := testutil.CountFDs(t)
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=readme-consumer",
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd := testutil.Command("readme-consumer", "")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	frame := bytes.Repeat([]byte("sealbuf!"), 1<<17) // 1 MiB
