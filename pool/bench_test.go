@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -120,7 +121,7 @@ func benchPool(b *testing.B, src []byte, opts ...pool.Option) {
 	cpu := poolCPU() - cpu0
 	require.NoError(b, p.Close())
 	require.NoError(b, cmd.Wait())
-	reportPoolCPU(b, cpu+cmd.CPU())
+	reportPoolCPU(b, cpu+poolChildCPU(cmd))
 }
 
 func benchPoolFloor(b *testing.B, src []byte) {
@@ -153,7 +154,7 @@ func benchPoolFloor(b *testing.B, src []byte) {
 	require.NoError(b, f.Close())
 	require.NoError(b, sock.Close())
 	require.NoError(b, cmd.Wait())
-	reportPoolCPU(b, cpu+cmd.CPU())
+	reportPoolCPU(b, cpu+poolChildCPU(cmd))
 }
 
 func benchPoolSocket(b *testing.B, src []byte) {
@@ -170,7 +171,7 @@ func benchPoolSocket(b *testing.B, src []byte) {
 	}
 	benchSocketDone(b, sock, cmd)
 	b.StopTimer()
-	reportPoolCPU(b, poolCPU()-cpu0+cmd.CPU())
+	reportPoolCPU(b, poolCPU()-cpu0+poolChildCPU(cmd))
 }
 
 // reportPoolCPU reports the CPU time both processes spent per message:
@@ -181,7 +182,7 @@ func reportPoolCPU(b *testing.B, cpu time.Duration) {
 
 // benchSocketDone shuts the socket down for writing and waits for the
 // child's acknowledgement that it read everything.
-func benchSocketDone(b *testing.B, sock *os.File, cmd *poolChild) {
+func benchSocketDone(b *testing.B, sock *os.File, cmd *testutil.Child) {
 	rc, err := sock.SyscallConn()
 	require.NoError(b, err)
 	var serr error

@@ -3,7 +3,6 @@
 package pool_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -23,79 +21,50 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
-// The pool's child processes are this test binary run again with
-// -test.run=^TestPoolChild$ and poolChildEnv naming the role; the socket
-// to the parent is descriptor 3. TestMain (main_test.go) runs the tests as
-// usual, so TestPoolChild is a plain test that skips unless it is a child.
-const (
-	poolChildEnv    = "SEALBUF_POOL_CHILD"
-	poolChildArgEnv = "SEALBUF_POOL_CHILD_ARG"
+// The pool's child processes play a consumer, a producer or a benchmark
+// peer (internal/testutil runs the test binary again in a role); the
+// socket to the parent is their descriptor 3.
+var (
+	_ = poolRole("consume", poolChildConsume)
+	_ = poolRole("die-holding", poolChildDieHolding)
+	_ = poolRole("produce-die", poolChildProduceDie)
+	_ = poolRole("bench-pool", poolChildBenchPool)
+	_ = poolRole("bench-floor", poolChildBenchFloor)
+	_ = poolRole("bench-socket", poolChildBenchSocket)
 )
 
-// poolChildRoles are the child bodies. Each gets the socket to the parent
-// and the role's argument.
-var poolChildRoles = map[string]func(sock *os.File, arg string) error{
-	"consume":      poolChildConsume,
-	"die-holding":  poolChildDieHolding,
-	"produce-die":  poolChildProduceDie,
-	"bench-pool":   poolChildBenchPool,
-	"bench-floor":  poolChildBenchFloor,
-	"bench-socket": poolChildBenchSocket,
-}
-
-func TestPoolChild(t *testing.T) {
-	role := os.Getenv(poolChildEnv)
-	if role == "" {
-		t.Skip("runs only as a child process of the pool tests")
-	}
-	fn := poolChildRoles[role]
-	require.NotNil(t, fn, "unknown pool child role %q", role)
-	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
-	sock := os.NewFile(3, "pool-parent-socket")
-	defer sock.Close()
-	require.NoError(t, fn(sock, os.Getenv(poolChildArgEnv)))
-}
-
-// poolChild is a running child process.
-type poolChild struct {
-	cmd *exec.Cmd
-	out bytes.Buffer
-}
-
-// Wait waits for the child and returns its failure with its output.
-func (c *poolChild) Wait() error {
-	if err := c.cmd.Wait(); err != nil {
-		return fmt.Errorf("pool child: %w\n%s", err, c.out.Bytes())
-	}
-	return nil
+// poolRole registers a role whose body gets the socket to the parent and
+// the role's argument.
+func poolRole(name string, fn func(sock *os.File, arg string) error) bool {
+	return testutil.Role(name, func(arg string) int {
+		sock := testutil.ChildFile(0, "pool-parent-socket")
+		defer sock.Close()
+		if err := fn(sock, arg); err != nil {
+			return testutil.ChildFail(err)
+		}
+		return 0
+	})
 }
 
 // startPoolChild starts a child in role over a new socketpair of typ and
-// returns the parent's end.
-func startPoolChild(t testing.TB, role, arg string, typ int) (*os.File, *poolChild) {
+// returns the parent's end. The child is killed and reaped when the test
+// ends, if it still runs.
+func startPoolChild(t testing.TB, role, arg string, typ int) (*os.File, *testutil.Child) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, typ&^poolFutex|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	parent, child := os.NewFile(uintptr(fds[0]), "pool-child-socket"), os.NewFile(uintptr(fds[1]), "pool-child-end")
-	c := &poolChild{cmd: exec.Command(os.Args[0], "-test.run=^TestPoolChild$", "-test.count=1", "-test.timeout=10m")}
-	c.cmd.Env = append(os.Environ(), poolChildEnv+"="+role, poolChildArgEnv+"="+arg)
-	c.cmd.ExtraFiles = []*os.File{child}
-	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	require.NoError(t, c.cmd.Start())
-	require.NoError(t, child.Close())
-	return parent, c
+	parent, child := testutil.Socketpair(t, typ&^poolFutex)
+	return parent, testutil.StartChild(t, role, arg, child)
 }
 
 // poolConnOf wraps a socket as a Conn (the Conn owns a dup; f is closed).
 func poolConnOf(t testing.TB, f *os.File) *sealbuf.Conn {
 	t.Helper()
-	c, err := net.FileConn(f)
-	require.NoError(t, err)
+	c := testutil.UnixConn(t, f)
 	require.NoError(t, f.Close())
-	return sealbuf.NewConn(c.(*net.UnixConn))
+	return sealbuf.NewConn(c)
 }
 
 func poolChildConn(f *os.File) (*sealbuf.Conn, error) {
@@ -302,12 +271,12 @@ func poolReportCPU(cpu0 time.Duration) {
 	fmt.Printf("poolcpu=%d\n", int64(poolCPU()-cpu0))
 }
 
-// CPU returns the CPU time the child reported (0 if none).
-func (c *poolChild) CPU() time.Duration {
-	m := regexp.MustCompile(`poolcpu=(\d+)`).FindSubmatch(c.out.Bytes())
+// poolChildCPU returns the CPU time child reported (0 if none).
+func poolChildCPU(child *testutil.Child) time.Duration {
+	m := regexp.MustCompile(`poolcpu=(\d+)`).FindStringSubmatch(child.Stdout())
 	if m == nil {
 		return 0
 	}
-	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	n, _ := strconv.ParseInt(m[1], 10, 64)
 	return time.Duration(n)
 }

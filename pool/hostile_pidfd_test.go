@@ -7,13 +7,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -73,22 +73,22 @@ func passPidfds(t *testing.T, uc *net.UnixConn) {
 // closed the pidfd: one descriptor leaked per message.
 func TestPoolHostilePidfd(t *testing.T) {
 	requirePidfds(t)
-	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no finalizer closes what leaked
+	testutil.NoGC(t) // no finalizer closes what leaked
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, count = 2, 300
-			a, b := poolSocketpair(t, st.typ)
+			a, b := testutil.UnixPair(t, st.Type&^poolFutex)
 			passPidfds(t, a) // the producer reads releases
 			passPidfds(t, b) // the consumer reads the hello and messages
-			fds := poolCountFDs(t)
-			p, err := pool.New(sealbuf.NewConn(a), slots, 4096, poolOpts(st.typ, pool.WithMaxHeader(16))...)
+			fds := testutil.CountFDs(t)
+			p, err := pool.New(sealbuf.NewConn(a), slots, 4096, poolOpts(st.Type, pool.WithMaxHeader(16))...)
 			require.NoError(t, err)
 			defer p.Close()
 			r, err := pool.Accept(sealbuf.NewConn(b))
 			require.NoError(t, err)
 			defer r.Close()
-			require.Equal(t, fds+2, poolCountFDs(t), "Accept keeps the pool's memfd (and the producer its own), nothing else")
-			fds = poolCountFDs(t)
+			require.Equal(t, fds+2, testutil.CountFDs(t), "Accept keeps the pool's memfd (and the producer its own), nothing else")
+			fds = testutil.CountFDs(t)
 
 			ctx := context.Background()
 			hdr := make([]byte, 16)
@@ -108,7 +108,7 @@ func TestPoolHostilePidfd(t *testing.T) {
 				require.NoError(t, err)
 				require.NoError(t, s.Discard())
 			}
-			require.Equal(t, fds, poolCountFDs(t), "pidfds leaked")
+			require.Equal(t, fds, testutil.CountFDs(t), "pidfds leaked")
 		})
 	}
 }

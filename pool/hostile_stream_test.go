@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -39,7 +40,7 @@ func processCPU(t *testing.T) time.Duration {
 // its ctx, not io.EOF, and the CPU check failed.
 func TestPoolHostileStreamConsumer(t *testing.T) {
 	const slots = 2
-	a, b := poolSocketpair(t, unix.SOCK_STREAM)
+	a, b := testutil.UnixPair(t, unix.SOCK_STREAM)
 	p, err := pool.New(sealbuf.NewConn(a), slots, 64)
 	require.NoError(t, err)
 	defer p.Close()

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/internal/wire"
 	"github.com/sealbuf/sealbuf/pool"
 )
@@ -21,7 +22,7 @@ import (
 // waitPair returns two Conns that wait in the kernel before they park.
 func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	t.Helper()
-	a, b := poolSocketpair(t, typ)
+	a, b := testutil.UnixPair(t, typ)
 	w := sealbuf.WithWait(sealbuf.Wait{Kernel: sealbuf.MaxWait})
 	ca, cb := sealbuf.NewConn(a, w), sealbuf.NewConn(b, w)
 	t.Cleanup(func() { ca.Close(); cb.Close() })
@@ -32,9 +33,9 @@ func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 // exchange messages, and a cancelled context or a Discard still wakes
 // their waits.
 func TestKernelWaitPool(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			pc, cc := waitPair(t, st.typ)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			pc, cc := waitPair(t, st.Type)
 			p, err := pool.New(pc, 2, 4096)
 			require.NoError(t, err)
 			defer p.Close()
@@ -111,9 +112,9 @@ func TestSpinIdleCostsNoCPU(t *testing.T) {
 	if !wire.SpinHelps {
 		t.Skip("this process may run on one CPU only: spinning is skipped")
 	}
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			a, b := poolSocketpair(t, st.typ)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			a, b := testutil.UnixPair(t, st.Type)
 			w := sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond})
 			p, err := pool.New(sealbuf.NewConn(a, w), 1, 4096, pool.WithFutex())
 			require.NoError(t, err)
@@ -149,8 +150,8 @@ func TestSpinIdleCostsNoCPU(t *testing.T) {
 // once, matches io.EOF, and does not repeat its prefix.
 func TestConsumerGoneError(t *testing.T) {
 	for _, fl := range poolFlavors {
-		t.Run(fl.name, func(t *testing.T) {
-			p, r := newPoolPair(t, fl.typ, 1, 64)
+		t.Run(fl.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, fl.Type, 1, 64)
 			require.NoError(t, r.Close())
 			s, err := p.Acquire(context.Background())
 			if err == nil {
