@@ -16,7 +16,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -901,142 +900,12 @@ func TestContract_OpenCheckOrder(t *testing.T) {
 	require.Nil(t, s)
 }
 
-type ctNonMemfd struct {
-	name string
-	make func(t *testing.T) (*os.File, func(t *testing.T))
-}
+// The bad descriptors are open_test.go's table, shared with
+// TestOpenRefusesNonMemfd: Open and Map refuse the same ones.
 
-func ctNonMemfds() []ctNonMemfd {
-	diskDir := func(t *testing.T) string {
-		for _, d := range []string{t.TempDir(), "."} {
-			var st unix.Statfs_t
-			if unix.Statfs(d, &st) == nil && uint32(st.Type) != unix.TMPFS_MAGIC && uint32(st.Type) != unix.HUGETLBFS_MAGIC {
-				if d == "." {
-					dd, err := os.MkdirTemp(".", "ct-disk-")
-					require.NoError(t, err)
-					t.Cleanup(func() { _ = os.RemoveAll(dd) })
-					return dd
-				}
-				return d
-			}
-		}
-		t.Skip("no disk file system")
-		return ""
-	}
-	return []ctNonMemfd{
-		{"pipe", func(t *testing.T) (*os.File, func(t *testing.T)) {
-			r, w, err := os.Pipe()
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = r.Close(); _ = w.Close() })
-			_, err = w.Write([]byte("abc"))
-			require.NoError(t, err)
-			fl := ctGetfl(t, r)
-			return r, func(t *testing.T) {
-				require.Equal(t, fl, ctGetfl(t, r))
-				p := make([]byte, 3)
-				_, err := io.ReadFull(r, p)
-				require.NoError(t, err)
-				require.Equal(t, "abc", string(p))
-			}
-		}},
-		{"socket", func(t *testing.T) (*os.File, func(t *testing.T)) {
-			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			require.NoError(t, err)
-			a, b := os.NewFile(uintptr(fds[0]), "a"), os.NewFile(uintptr(fds[1]), "b")
-			t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
-			_, err = b.Write([]byte("xyz"))
-			require.NoError(t, err)
-			fl := ctGetfl(t, a)
-			return a, func(t *testing.T) {
-				require.Equal(t, fl, ctGetfl(t, a))
-				p := make([]byte, 3)
-				_, err := io.ReadFull(a, p)
-				require.NoError(t, err)
-				require.Equal(t, "xyz", string(p))
-			}
-		}},
-		{"devzero", func(t *testing.T) (*os.File, func(t *testing.T)) {
-			z, err := os.Open("/dev/zero")
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = z.Close() })
-			return z, func(t *testing.T) {
-				_, err := z.Read(make([]byte, 1))
-				require.NoError(t, err)
-			}
-		}},
-		{"directory", func(t *testing.T) (*os.File, func(t *testing.T)) {
-			d, err := os.Open(t.TempDir())
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = d.Close() })
-			return d, func(t *testing.T) {
-				_, err := d.Readdirnames(-1)
-				require.NoError(t, err)
-			}
-		}},
-		{"diskfile", func(t *testing.T) (*os.File, func(t *testing.T)) {
-			p := filepath.Join(diskDir(t), "disk")
-			require.NoError(t, os.WriteFile(p, []byte("0123456789"), 0o600))
-			f, err := os.OpenFile(p, os.O_RDWR, 0)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = f.Close() })
-			_, err = f.Seek(3, io.SeekStart)
-			require.NoError(t, err)
-			return f, func(t *testing.T) {
-				require.EqualValues(t, 3, ctOffset(t, f))
-				fi, err := f.Stat()
-				require.NoError(t, err)
-				require.EqualValues(t, 10, fi.Size())
-			}
-		}},
-		{"opath", func(t *testing.T) (*os.File, func(t *testing.T)) {
-			m := ctMemfd(t, "ct-opath", 10, nil, ctImmutable)
-			var p *os.File
-			ctControl(t, m, func(fd int) {
-				pfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
-				require.NoError(t, err)
-				p = os.NewFile(uintptr(pfd), "opath")
-			})
-			t.Cleanup(func() { _ = p.Close() })
-			return p, func(t *testing.T) {
-				var st unix.Stat_t
-				ctControl(t, p, func(fd int) { require.NoError(t, unix.Fstat(fd, &st)) })
-				require.EqualValues(t, 10, st.Size)
-			}
-		}},
-	}
-}
+func TestContract_OpenRefusesNonMemfd(t *testing.T) { testRefusals(t, openConsumer, false) }
 
-func TestContract_OpenRefusesNonMemfd(t *testing.T) {
-	for _, c := range ctNonMemfds() {
-		t.Run(c.name, func(t *testing.T) {
-			f, check := c.make(t)
-			s, err := sealbuf.Open(f)
-			if s != nil {
-				_ = s.Close()
-			}
-			require.ErrorIs(t, err, memfd.ErrNotMemfd)
-			require.Nil(t, s)
-			check(t)
-			require.NoError(t, f.Close(), "f stays the caller's, open")
-		})
-	}
-}
-
-func TestContract_MapRefusesNonMemfd(t *testing.T) {
-	for _, c := range ctNonMemfds() {
-		t.Run(c.name, func(t *testing.T) {
-			f, check := c.make(t)
-			m, err := sealbuf.Map(f)
-			if m != nil {
-				_ = m.Close()
-			}
-			require.ErrorIs(t, err, memfd.ErrNotMemfd)
-			require.Nil(t, m)
-			check(t)
-			require.NoError(t, f.Close(), "f stays the caller's, open")
-		})
-	}
-}
+func TestContract_MapRefusesNonMemfd(t *testing.T) { testRefusals(t, mapConsumer, false) }
 
 // ---- Sealed after Close ----
 
