@@ -313,7 +313,7 @@ func TestChildConnKilled(t *testing.T) {
 					_, _, err := c.Receive(make([]byte, 64))
 					done <- err
 				}()
-				time.Sleep(20 * time.Millisecond)
+				testutil.WaitBlocked(t, "TestChildConnKilled", "sealbuf.(*Conn).ReceiveContext")
 				require.NoError(t, child.Cmd.Process.Kill())
 				select {
 				case err := <-done:

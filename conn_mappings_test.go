@@ -129,7 +129,7 @@ func TestReceiveContext(t *testing.T) {
 		connCloseAll(bufs)
 
 		go func() { _, _, err := b.ReceiveContext(cctx, make([]byte, 8)); got <- err }()
-		time.Sleep(5 * time.Millisecond)
+		testutil.WaitBlocked(t, "TestReceiveContext", "sealbuf.(*Conn).ReceiveContext")
 		cancel2()
 		select {
 		case err := <-got:

@@ -1026,7 +1026,7 @@ func TestConnCloseUnblocksReceive(t *testing.T) {
 			_, _, err := b.Receive(make([]byte, 8))
 			done <- err
 		}()
-		time.Sleep(20 * time.Millisecond)
+		testutil.WaitBlocked(t, "TestConnCloseUnblocksReceive", "sealbuf.(*Conn).ReceiveContext")
 		require.NoError(t, b.Close())
 		select {
 		case err := <-done:

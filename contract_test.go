@@ -1211,7 +1211,7 @@ func TestContract_MapCloseWaitsForRunning(t *testing.T) {
 	<-entered
 	closeDone := make(chan error, 1)
 	go func() { closeDone <- m.Close() }()
-	time.Sleep(100 * time.Millisecond)
+	testutil.WaitBlocked(t, "TestContract_MapCloseWaitsForRunning", "sealbuf.(*Mapping).Close")
 	select {
 	case err := <-closeDone:
 		close(release)
@@ -2026,7 +2026,7 @@ func TestContract_ConnCloseDuringReceive(t *testing.T) {
 			_, _, err := rcv.Receive(make([]byte, 8))
 			errc <- err
 		}()
-		time.Sleep(50 * time.Millisecond)
+		testutil.WaitBlocked(t, "TestContract_ConnCloseDuringReceive", "sealbuf.(*Conn).ReceiveContext")
 		require.NoError(t, rcv.Close())
 		select {
 		case err := <-errc:

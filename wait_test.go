@@ -7,8 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -57,8 +55,9 @@ func TestBlockingWaitPingPong(t *testing.T) {
 					}
 					s.Close()
 				}
-				if i%7 == 0 {
-					time.Sleep(time.Millisecond) // the peer now waits
+				if i%7 == 0 && !receiveWaits("TestBlockingWaitPingPong") {
+					done <- errors.New("the peer's Receive never waited")
+					return
 				}
 				if err := b.Send(hdr[:n]); err != nil {
 					done <- err
@@ -113,7 +112,7 @@ func requireCloseEndsReceive(t *testing.T, a *sealbuf.Conn) {
 		_, _, err := a.Receive(make([]byte, 8))
 		got <- err
 	}()
-	time.Sleep(time.Millisecond)
+	testutil.WaitBlocked(t, "requireCloseEndsReceive", "sealbuf.(*Conn).ReceiveContext")
 	require.NoError(t, a.Close())
 	select {
 	case err := <-got:
@@ -152,16 +151,14 @@ func TestBlockingWaitClamp(t *testing.T) {
 	}
 }
 
-// inPpoll reports whether some thread of this process is blocked in
-// ppoll(2), from /proc/self/task/*/syscall (first field: the number).
-func inPpoll(t *testing.T) bool {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	require.NoError(t, err)
-	want := strconv.Itoa(unix.SYS_PPOLL) + " "
-	for _, task := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
-		if err == nil && strings.HasPrefix(string(b), want) {
+// receiveWaits waits until a Receive called from test (a function name)
+// waits for its message — in its ppoll(2) wait, a raw system call that
+// only /proc shows, or parked in the poller once that is over — and
+// reports whether it did within 10 seconds. It does not fail the test, for
+// goroutines that must not.
+func receiveWaits(test string) bool {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		if testutil.InSyscall(unix.SYS_PPOLL) || testutil.Blocked(test, "sealbuf.(*Conn).ReceiveContext") {
 			return true
 		}
 	}
@@ -172,7 +169,7 @@ func inPpoll(t *testing.T) bool {
 // a thread in ppoll; without it, never (the runtime itself does not use
 // ppoll: it waits in epoll_pwait).
 func TestBlockingWaitUsesPpoll(t *testing.T) {
-	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/syscall"); err != nil {
+	if err := testutil.HaveSyscallFiles(); err != nil {
 		t.Skipf("no /proc/PID/task/TID/syscall (CONFIG_HAVE_ARCH_TRACEHOOK): %v", err)
 	}
 	seen := func(opts ...sealbuf.ConnOption) bool {
@@ -185,7 +182,7 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 			go func() { _, _, err := a.Receive(make([]byte, 4)); got <- err }()
 			found := false
 			for end := time.Now().Add(testWait); !found && time.Now().Before(end); {
-				found = inPpoll(t)
+				found = testutil.InSyscall(unix.SYS_PPOLL)
 			}
 			require.NoError(t, b.Send([]byte("x")))
 			require.NoError(t, <-got)

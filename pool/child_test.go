@@ -141,7 +141,7 @@ func poolChildDieHolding(sock *os.File, arg string) error {
 
 // poolChildProduceDie makes a pool of 4 slots (a futex pool if arg, a
 // socket type, asks for it), sends three one-byte messages 'a', 'b', 'c',
-// and dies by SIGKILL: no Close.
+// and waits for the parent to kill it (SIGKILL: no Close).
 func poolChildProduceDie(sock *os.File, arg string) error {
 	typ, err := strconv.Atoi(arg)
 	if err != nil {
@@ -165,8 +165,8 @@ func poolChildProduceDie(sock *os.File, arg string) error {
 			return err
 		}
 	}
-	time.Sleep(20 * time.Millisecond) // let the parent wait on the socket or the futex
-	return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	time.Sleep(time.Hour) // the parent kills it (SIGKILL) once it waits on the socket or the futex
+	return errors.New("not killed")
 }
 
 // poolChildBenchPool consumes pool messages: it reads the first and the

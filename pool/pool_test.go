@@ -415,7 +415,7 @@ func TestPoolDiscardWakesAcquire(t *testing.T) {
 				_, err := p.Acquire(context.Background())
 				got <- err
 			}()
-			time.Sleep(30 * time.Millisecond)
+			require.Eventually(t, func() bool { return pool.Blocked(p) }, 10*time.Second, 100*time.Microsecond, "Acquire never blocked")
 			require.NoError(t, s.Discard())
 			select {
 			case err := <-got:

@@ -5,6 +5,7 @@ package pool_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"strconv"
 	"testing"
@@ -100,7 +101,19 @@ func TestPoolProducerDies(t *testing.T) {
 				require.Equal(t, []byte{byte('a' + i)}, v.Bytes())
 				views = append(views, v)
 			}
-			_, _, err = r.Receive(ctx, nil) // the child dies now
+			// The child dies by SIGKILL once this Receive waits for it.
+			killed := make(chan error, 1)
+			go func() {
+				for end := time.Now().Add(10 * time.Second); !pool.Blocked(r); time.Sleep(100 * time.Microsecond) {
+					if time.Now().After(end) {
+						killed <- errors.New("Receive never blocked")
+						return
+					}
+				}
+				killed <- child.Cmd.Process.Kill()
+			}()
+			_, _, err = r.Receive(ctx, nil)
+			require.NoError(t, <-killed)
 			require.ErrorIs(t, err, io.EOF)
 			require.ErrorContains(t, child.Wait(), "killed")
 			for i, v := range views {

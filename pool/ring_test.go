@@ -470,7 +470,7 @@ func TestPoolCloseEndsBlockedRelease(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // the socket fills up with releases
+	testutil.WaitBlocked(t, "TestPoolCloseEndsBlockedRelease", "pool.View.Release") // the socket filled up with releases
 	select {
 	case err := <-blocked:
 		t.Fatalf("the exchange ended before Close: %v", err)

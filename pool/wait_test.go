@@ -83,7 +83,7 @@ func TestKernelWaitPool(t *testing.T) {
 			// A Discard wakes an Acquire waiting on the socket.
 			got := make(chan error, 1)
 			go func() { _, err := p.Acquire(ctx); got <- err }()
-			time.Sleep(2 * time.Millisecond)
+			require.Eventually(t, func() bool { return pool.Blocked(p) }, 10*time.Second, 100*time.Microsecond, "Acquire never blocked")
 			require.NoError(t, held[0].Discard())
 			select {
 			case err := <-got:
