@@ -36,7 +36,7 @@ func requireFlat(t *testing.T, cycles int, cycle func(i int) error) {
 	for i := range 3 {
 		require.NoError(t, cycle(i))
 	}
-	fds, maps, memfdMaps := testutil.CountFDs(t), testutil.CountMaps(t), testutil.CountMemfdMaps(t)
+	before, maps := testutil.Snap(t), testutil.CountMaps(t)
 	start := time.Now()
 	for i := range cycles {
 		if err := cycle(i); err != nil {
@@ -44,8 +44,7 @@ func requireFlat(t *testing.T, cycles int, cycle func(i int) error) {
 		}
 	}
 	t.Logf("%d cycles in %v", cycles, time.Since(start))
-	require.Equal(t, fds, testutil.CountFDs(t), "descriptors before and after %d cycles", cycles)
-	require.Equal(t, memfdMaps, testutil.CountMemfdMaps(t), "memfd mappings before and after %d cycles", cycles)
+	testutil.RequireFlat(t, before, "descriptors and memfd mappings before and after %d cycles", cycles)
 	if testutil.Race {
 		t.Logf("-race: /proc/self/maps went from %d to %d lines", maps, testutil.CountMaps(t))
 		return

@@ -31,21 +31,15 @@ import (
 // listenRequireFDs checks that the process holds as many descriptors as
 // before. It gives descriptors that some goroutine holds for an instant a
 // moment to go (with the garbage collector off, a leaked one stays), and
-// lists every descriptor when the count stays off.
-func listenRequireFDs(t testing.TB, before int) {
+// lists what differs when the count stays off.
+func listenRequireFDs(t testing.TB, before testutil.Snapshot) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
-	for testutil.CountFDs(t) != before && time.Now().Before(deadline) {
+	for testutil.CountFDs(t) != before.Total && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := testutil.CountFDs(t); n != before {
-		var list strings.Builder
-		ents, _ := os.ReadDir("/proc/self/fd")
-		for _, e := range ents {
-			link, _ := os.Readlink("/proc/self/fd/" + e.Name())
-			fmt.Fprintf(&list, "  %s -> %s\n", e.Name(), link)
-		}
-		t.Fatalf("descriptors: %d, want %d as before the test; now open:\n%s", n, before, list.String())
+	if now := testutil.Snap(t); now.Total != before.Total {
+		t.Fatalf("descriptors: %d, want %d as before the test; from before to now:\n%s", now.Total, before.Total, before.Diff(now))
 	}
 }
 
@@ -253,7 +247,7 @@ func listenEachName(t *testing.T, fn func(t *testing.T, name string)) {
 func TestListenDial(t *testing.T) {
 	listenEachName(t, func(t *testing.T, name string) {
 		testutil.NoGC(t)
-		before := testutil.CountFDs(t)
+		before := testutil.Snap(t)
 
 		l, err := sealbuf.Listen(name)
 		require.NoError(t, err)
@@ -333,7 +327,7 @@ func TestListenDialOptions(t *testing.T) {
 func TestListenDialChild(t *testing.T) {
 	listenEachName(t, func(t *testing.T, name string) {
 		testutil.NoGC(t)
-		before := testutil.CountFDs(t)
+		before := testutil.Snap(t)
 		l, err := sealbuf.Listen(name)
 		require.NoError(t, err)
 
@@ -362,7 +356,7 @@ func TestListenDialChild(t *testing.T) {
 func TestPairChild(t *testing.T) {
 	t.Run("we hang up", func(t *testing.T) {
 		testutil.NoGC(t)
-		before := testutil.CountFDs(t)
+		before := testutil.Snap(t)
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-echo", "", f)
@@ -375,7 +369,7 @@ func TestPairChild(t *testing.T) {
 	})
 	t.Run("the child exits", func(t *testing.T) {
 		testutil.NoGC(t)
-		before := testutil.CountFDs(t)
+		before := testutil.Snap(t)
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-send-exit", "", f)
@@ -406,7 +400,7 @@ func TestPairChild(t *testing.T) {
 // FileConn takes in this process too.
 func TestPairFile(t *testing.T) {
 	testutil.NoGC(t)
-	before := testutil.CountFDs(t)
+	before := testutil.Snap(t)
 	c, f, err := sealbuf.Pair()
 	require.NoError(t, err)
 	rc, err := f.SyscallConn()
@@ -462,7 +456,7 @@ func TestFileConnStream(t *testing.T) {
 // the caller's, open.
 func TestFileConnRefuses(t *testing.T) {
 	testutil.NoGC(t)
-	before := testutil.CountFDs(t)
+	before := testutil.Snap(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
@@ -706,7 +700,7 @@ func TestListenInUse(t *testing.T) {
 		l, err := sealbuf.Listen(path)
 		require.NoError(t, err)
 		defer l.Close()
-		before := testutil.CountFDs(t)
+		before := testutil.Snap(t)
 		l2, err := sealbuf.Listen(path)
 		require.Nil(t, l2)
 		require.ErrorIs(t, err, syscall.EADDRINUSE)
@@ -821,7 +815,7 @@ func TestListenNotSocket(t *testing.T) {
 // TestDialNothing: Dial fails at once, saying why, when nothing listens.
 func TestDialNothing(t *testing.T) {
 	testutil.NoGC(t)
-	before := testutil.CountFDs(t)
+	before := testutil.Snap(t)
 	dir := t.TempDir()
 	stale := filepath.Join(dir, "stale.sock")
 	ul, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: stale, Net: "unixpacket"})
@@ -876,7 +870,7 @@ func TestListenBadName(t *testing.T) {
 // while dialers come and go, and leaks nothing.
 func TestListenerCloseWhileAccepting(t *testing.T) {
 	testutil.NoGC(t)
-	before := testutil.CountFDs(t)
+	before := testutil.Snap(t)
 	for round := range 20 {
 		path := listenPath(t)
 		l, err := sealbuf.Listen(path)

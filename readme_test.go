@@ -140,7 +140,7 @@ var _ = testutil.Role("readme-consumer", func(string) int {
 
 func TestReadmePair(t *testing.T) {
 	testutil.NoGC(t)
-	before := testutil.CountFDs(t)
+	before := testutil.Snap(t)
 	cmd := testutil.Command("readme-consumer", "")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -152,7 +152,7 @@ func TestReadmePair(t *testing.T) {
 
 func TestReadmeListen(t *testing.T) {
 	testutil.NoGC(t)
-	before := testutil.CountFDs(t)
+	before := testutil.Snap(t)
 	path := listenPath(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
