@@ -14,6 +14,7 @@
 //     opposite;
 //   - probes that tell when another goroutine is blocked, in place of a
 //     sleep (WaitParked, InSyscall);
+//   - kernel features a test needs: RequirePidfds, PassPidfds;
 //   - child processes: the test binary run again in a role registered with
 //     Role, which TestMain hands over to through Main or RunRole, started
 //     with StartChild and killed and reaped when the test ends.
