@@ -208,18 +208,13 @@ func TestConnSpinIdleCostsNoCPU(t *testing.T) {
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond}))
 		defer a.Close()
 		defer ub.Close()
-		cpu := func() time.Duration {
-			var ru unix.Rusage
-			require.NoError(t, unix.Getrusage(unix.RUSAGE_SELF, &ru))
-			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
 		const idle = 300 * time.Millisecond
-		before := cpu()
+		before := testutil.ProcessCPU()
 		ctx, cancel := context.WithTimeout(context.Background(), idle)
 		defer cancel()
 		_, _, err := a.ReceiveContext(ctx, make([]byte, 8))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		used := cpu() - before
+		used := testutil.ProcessCPU() - before
 		require.Less(t, used, idle/3, "an idle Receive used %v of CPU in %v", used, idle)
 	})
 }

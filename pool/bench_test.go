@@ -112,13 +112,13 @@ func benchPool(b *testing.B, src []byte, opts ...pool.Option) {
 	}
 	drain()
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for range b.N {
 		send()
 	}
 	drain()
 	b.StopTimer()
-	cpu := poolCPU() - cpu0
+	cpu := testutil.ProcessCPU() - cpu0
 	require.NoError(b, p.Close())
 	require.NoError(b, cmd.Wait())
 	reportPoolCPU(b, cpu+poolChildCPU(cmd))
@@ -144,13 +144,13 @@ func benchPoolFloor(b *testing.B, src []byte) {
 	}
 	require.NoError(b, f.Drain())
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for range b.N {
 		send()
 	}
 	require.NoError(b, f.Drain())
 	b.StopTimer()
-	cpu := poolCPU() - cpu0
+	cpu := testutil.ProcessCPU() - cpu0
 	require.NoError(b, f.Close())
 	require.NoError(b, sock.Close())
 	require.NoError(b, cmd.Wait())
@@ -163,7 +163,7 @@ func benchPoolSocket(b *testing.B, src []byte) {
 	_, err := sock.Write(src) // warm up
 	require.NoError(b, err)
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for range b.N {
 		if _, err := sock.Write(src); err != nil {
 			b.Fatal(err)
@@ -171,7 +171,7 @@ func benchPoolSocket(b *testing.B, src []byte) {
 	}
 	benchSocketDone(b, sock, cmd)
 	b.StopTimer()
-	reportPoolCPU(b, poolCPU()-cpu0+poolChildCPU(cmd))
+	reportPoolCPU(b, testutil.ProcessCPU()-cpu0+poolChildCPU(cmd))
 }
 
 // reportPoolCPU reports the CPU time both processes spent per message:
@@ -211,10 +211,10 @@ func benchPoolMemcpy(b *testing.B, src []byte) {
 		copy(mem[i], src)
 	}
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for i := range b.N {
 		copy(mem[i%slots], src)
 	}
 	b.StopTimer()
-	reportPoolCPU(b, poolCPU()-cpu0)
+	reportPoolCPU(b, testutil.ProcessCPU()-cpu0)
 }

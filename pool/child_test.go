@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
@@ -182,7 +181,7 @@ func poolChildBenchPool(sock *os.File, _ string) error {
 	}
 	defer r.Close()
 	var sum byte
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for {
 		v, _, err := r.Receive(context.Background(), nil)
 		if errors.Is(err, io.EOF) {
@@ -210,7 +209,7 @@ func poolChildBenchFloor(sock *os.File, _ string) error {
 	}
 	defer r.Close()
 	var sum byte
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for {
 		b, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -239,7 +238,7 @@ func poolChildBenchSocket(sock *os.File, arg string) error {
 	}
 	buf := make([]byte, size)
 	var sum byte
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for {
 		if _, err := io.ReadFull(sock, buf); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -257,18 +256,9 @@ func poolChildBenchSocket(sock *os.File, arg string) error {
 
 var poolSink byte
 
-// poolCPU returns the CPU time (user and system) this process has used.
-func poolCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // poolReportCPU tells the parent, on stdout, the CPU time used since cpu0.
 func poolReportCPU(cpu0 time.Duration) {
-	fmt.Printf("poolcpu=%d\n", int64(poolCPU()-cpu0))
+	fmt.Printf("poolcpu=%d\n", int64(testutil.ProcessCPU()-cpu0))
 }
 
 // poolChildCPU returns the CPU time child reported (0 if none).

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/testutil"
@@ -95,14 +94,6 @@ func TestKernelWaitPool(t *testing.T) {
 	}
 }
 
-// cpuTime returns the CPU time this process has used.
-func cpuTime(t *testing.T) time.Duration {
-	t.Helper()
-	var ru unix.Rusage
-	require.NoError(t, unix.Getrusage(unix.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // TestSpinIdleCostsNoCPU: a side that waits with a spin budget spins for
 // that long only; then it waits without using the CPU. Each side of a futex
 // pool waits 300 ms for a peer that sends nothing, with a 5 ms spin: the
@@ -124,23 +115,23 @@ func TestSpinIdleCostsNoCPU(t *testing.T) {
 			defer r.Close()
 
 			const idle = 300 * time.Millisecond
-			before := cpuTime(t)
+			before := testutil.ProcessCPU()
 			ctx, cancel := context.WithTimeout(context.Background(), idle)
 			defer cancel()
 			_, _, err = r.Receive(ctx, nil)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			used := cpuTime(t) - before
+			used := testutil.ProcessCPU() - before
 			require.Less(t, used, idle/3, "the consumer's idle wait used %v of CPU in %v", used, idle)
 
 			s, err := p.Acquire(context.Background())
 			require.NoError(t, err)
 			require.NoError(t, s.Send(1, nil)) // the consumer never releases it
-			before = cpuTime(t)
+			before = testutil.ProcessCPU()
 			ctx, cancel = context.WithTimeout(context.Background(), idle)
 			defer cancel()
 			_, err = p.Acquire(ctx)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			used = cpuTime(t) - before
+			used = testutil.ProcessCPU() - before
 			require.Less(t, used, idle/3, "the producer's idle wait used %v of CPU in %v", used, idle)
 		})
 	}

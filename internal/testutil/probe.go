@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Probes tell that another goroutine has got as far as blocking, so that a
@@ -133,4 +135,14 @@ func InSyscall(nr int) bool {
 func HaveSyscallFiles() error {
 	_, err := os.Stat("/proc/thread-self/syscall")
 	return err
+}
+
+// ProcessCPU returns the CPU time this process has used so far, user and
+// system, all threads (0 if getrusage fails, which it does not).
+func ProcessCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
