@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -70,12 +71,12 @@ func TestNewSizes(t *testing.T) {
 func TestNewRefusesBadSizes(t *testing.T) {
 	for _, size := range []int{-1, -page, math.MaxInt>>1 + 1, math.MaxInt} { // 1<<62, 1<<63-1 (on 64-bit ports)
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			fds, maps := countFDs(t), countMaps(t)
+			fds, maps := testutil.CountFDs(t), testutil.CountMaps(t)
 			b, err := sealbuf.New(size)
 			require.Error(t, err)
 			require.Nil(t, b, "a failed New returns a nil *Buffer")
-			require.Equal(t, fds, countFDs(t), "descriptor leaked by a failed New")
-			require.Equal(t, maps, countMaps(t), "mapping leaked by a failed New")
+			require.Equal(t, fds, testutil.CountFDs(t), "descriptor leaked by a failed New")
+			require.Equal(t, maps, testutil.CountMaps(t), "mapping leaked by a failed New")
 			t.Log(err)
 		})
 	}
@@ -162,7 +163,7 @@ func requireEmptySealed(t *testing.T, s *sealbuf.Sealed) {
 // Buffer's back, so that sealing it against write fails with EBUSY.
 func sealBlocker(t *testing.T, name string, size int) (unmap func()) {
 	t.Helper()
-	f := memfdByName(t, name)
+	f := testutil.MemfdByName(t, name)
 	defer f.Close()
 	rc, err := f.SyscallConn()
 	require.NoError(t, err)

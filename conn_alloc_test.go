@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/internal/wire"
 )
 
@@ -17,10 +18,10 @@ import (
 // *Sealed, its *os.File (two objects) and *memfd.File, the memfd's name and
 // the slice.
 func TestConnAllocations(t *testing.T) {
-	if raceEnabled {
+	if testutil.Race {
 		t.Skip("-race instruments allocations")
 	}
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		s := connSealed(t, []byte("allocation-free"))
 		out := []byte("hdr")
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,108 +17,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// Child processes: the test binary re-executes itself with childRoleEnv set
-// and plays a peer process, with its end of a socketpair as descriptor 3
-// (exec.Cmd.ExtraFiles). TestMain (main_test.go) hands such a run to
-// childMain before any test runs.
-//
-// Any test file of the package may add roles, with a package-level
-//
-//	var _ = childRole("name", func(arg string) int { … })
-const (
-	childRoleEnv = "SEALBUF_TEST_CHILD_ROLE"
-	childArgEnv  = "SEALBUF_TEST_CHILD_ARG"
-)
-
-// childRoles maps a role name to its body; the result is the exit status.
-var childRoles = map[string]func(arg string) int{}
-
-// childRole registers a role; use it as `var _ = childRole(name, fn)`.
-func childRole(name string, fn func(arg string) int) bool {
-	if childRoles[name] != nil {
-		panic("child role registered twice: " + name)
-	}
-	childRoles[name] = fn
-	return true
-}
-
-// childMain runs role with arg and returns the exit status.
-func childMain(role, arg string) int {
-	fn := childRoles[role]
-	if fn == nil {
-		fmt.Fprintf(os.Stderr, "unknown child role %q\n", role)
-		return 2
-	}
-	return fn(arg)
-}
-
-// childProc is a running child.
-type childProc struct {
-	cmd     *exec.Cmd
-	errFile *os.File // the child's stderr: a file, so no pipe or copying goroutine comes and goes in the parent
-	waited  bool
-}
-
-// newChildProc prepares cmd with sock as descriptor 3 and stderr to a file.
-func newChildProc(t testing.TB, cmd *exec.Cmd, sock *os.File) *childProc {
-	t.Helper()
-	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
-	require.NoError(t, err)
-	p := &childProc{cmd: cmd, errFile: errFile}
-	cmd.ExtraFiles = []*os.File{sock}
-	cmd.Stderr = errFile
-	require.NoError(t, cmd.Start())
-	require.NoError(t, sock.Close())
-	t.Cleanup(func() {
-		if !p.waited {
-			_ = p.cmd.Process.Kill()
-			_ = p.wait()
-		}
-	})
-	return p
-}
-
-// startChild starts the test binary in role with sock as its descriptor 3,
-// and closes the parent's copy of sock once the child has it. The child is
-// killed and reaped when the test ends, if it is still running.
-func startChild(t testing.TB, role, arg string, sock *os.File) *childProc {
-	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"="+role, childArgEnv+"="+arg)
-	return newChildProc(t, cmd, sock)
-}
-
-// stderr returns what the child wrote to its stderr so far.
-func (p *childProc) stderr() string {
-	b, _ := os.ReadFile(p.errFile.Name())
-	return string(b)
-}
-
-// wait waits for the child and returns its error with its stderr.
-func (p *childProc) wait() error {
-	err := p.cmd.Wait()
-	p.waited = true
-	_ = p.errFile.Close()
-	if err != nil {
-		return fmt.Errorf("child: %w: %s", err, p.stderr())
-	}
-	return nil
-}
-
-// childSocket returns the child's end of the socketpair: descriptor 3.
-func childSocket() *os.File {
-	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once per child
-	return os.NewFile(3, "child-socket")
-}
+// The roles below (testutil.Role) play a peer process over a socketpair
+// whose other end is the child's descriptor 3.
 
 // childConn wraps descriptor 3 in a Conn.
 func childConn() (*sealbuf.Conn, error) {
-	f := childSocket()
+	f := testutil.ChildFile(0, "child-socket")
 	defer f.Close()
 	c, err := net.FileConn(f)
 	if err != nil {
@@ -130,11 +37,6 @@ func childConn() (*sealbuf.Conn, error) {
 		return nil, fmt.Errorf("descriptor 3 is a %T", c)
 	}
 	return sealbuf.NewConn(uc), nil
-}
-
-func childFail(err error) int {
-	fmt.Fprintln(os.Stderr, "child:", err)
-	return 1
 }
 
 // childMessage is message i of the conn-send role: a header and k buffers
@@ -154,25 +56,25 @@ func childMessage(i int) (header []byte, contents [][]byte) {
 
 // conn-send ARG: send ARG messages (childMessage), handing each buffer
 // over with SendAndClose, then exit.
-var _ = childRole("conn-send", func(arg string) int {
+var _ = testutil.Role("conn-send", func(arg string) int {
 	n, err := strconv.Atoi(arg)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	c, err := childConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	for i := range n {
 		header, contents := childMessage(i)
 		bufs := make([]*sealbuf.Sealed, len(contents))
 		for j, b := range contents {
 			if bufs[j], err = sealbuf.FromBytes(b); err != nil {
-				return childFail(err)
+				return testutil.ChildFail(err)
 			}
 		}
 		if err := c.SendAndClose(header, bufs...); err != nil {
-			return childFail(fmt.Errorf("message %d: %w", i, err))
+			return testutil.ChildFail(fmt.Errorf("message %d: %w", i, err))
 		}
 	}
 	return 0 // exit with everything still in flight: the kernel keeps it
@@ -181,10 +83,10 @@ var _ = childRole("conn-send", func(arg string) int {
 // conn-echo: receive messages until the parent hangs up; answer each with
 // its header, "|", the SHA-256 of each buffer (comma-separated), and the
 // same buffers sent back.
-var _ = childRole("conn-echo", func(string) int {
+var _ = testutil.Role("conn-echo", func(string) int {
 	c, err := childConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer c.Close()
 	h := make([]byte, 1<<17)
@@ -194,12 +96,12 @@ var _ = childRole("conn-echo", func(string) int {
 			return 0
 		}
 		if err != nil {
-			return childFail(err)
+			return testutil.ChildFail(err)
 		}
 		var sums []string
 		for _, b := range bufs {
 			if !b.Seals().Has(memfd.SealImmutable) {
-				return childFail(fmt.Errorf("received buffer with seals %s", b.Seals()))
+				return testutil.ChildFail(fmt.Errorf("received buffer with seals %s", b.Seals()))
 			}
 			sums = append(sums, connSHA(b.Bytes()))
 		}
@@ -207,7 +109,7 @@ var _ = childRole("conn-echo", func(string) int {
 		err = c.Send(reply, bufs...)
 		connCloseAll(bufs)
 		if err != nil {
-			return childFail(err)
+			return testutil.ChildFail(err)
 		}
 	}
 })
@@ -216,10 +118,10 @@ var _ = childRole("conn-echo", func(string) int {
 // header and one descriptor — ARG "prefix3": 3 bytes of the prefix,
 // "header100": the prefix and 100 header bytes — with a sealed memfd, then
 // exit without writing the rest.
-var _ = childRole("conn-half-frame", func(arg string) int {
+var _ = testutil.Role("conn-half-frame", func(arg string) int {
 	s, err := sealbuf.FromBytes([]byte("orphan"))
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	data := connFrame(1000, 1)
 	switch arg {
@@ -228,12 +130,12 @@ var _ = childRole("conn-half-frame", func(arg string) int {
 	case "header100":
 		data = append(data, make([]byte, 100)...)
 	default:
-		return childFail(fmt.Errorf("bad argument %q", arg))
+		return testutil.ChildFail(fmt.Errorf("bad argument %q", arg))
 	}
-	sock := childSocket()
+	sock := testutil.ChildFile(0, "child-socket")
 	rc, err := sock.SyscallConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	var serr error
 	err = s.File().Control(func(mfd int) error {
@@ -242,27 +144,27 @@ var _ = childRole("conn-half-frame", func(arg string) int {
 		})
 	})
 	if err != nil || serr != nil {
-		return childFail(fmt.Errorf("sendmsg: %v %v", err, serr))
+		return testutil.ChildFail(fmt.Errorf("sendmsg: %v %v", err, serr))
 	}
 	return 0
 })
 
 // conn-block ARG: send "ready", then block — ARG "receive": in Receive,
 // "sleep": sleeping, reading nothing — until killed.
-var _ = childRole("conn-block", func(arg string) int {
+var _ = testutil.Role("conn-block", func(arg string) int {
 	c, err := childConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	if err := c.Send([]byte("ready")); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	if arg == "sleep" {
 		time.Sleep(time.Hour)
 		return 0
 	}
 	_, _, err = c.Receive(make([]byte, 64))
-	return childFail(fmt.Errorf("Receive returned: %v", err))
+	return testutil.ChildFail(fmt.Errorf("Receive returned: %v", err))
 })
 
 // childPair returns a Conn and the socket to hand to a child.
@@ -272,7 +174,7 @@ func childPair(t *testing.T, typ int) (*sealbuf.Conn, *os.File) {
 }
 
 func TestChildConnReceive(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		for _, tc := range []struct {
 			name        string
 			messages    int
@@ -285,12 +187,12 @@ func TestChildConnReceive(t *testing.T) {
 			{"while the child sends", 25, false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				connNoGC(t)
+				testutil.NoGC(t)
 				c, sock := childPair(t, typ)
-				before := connCount(t)
-				child := startChild(t, "conn-send", strconv.Itoa(tc.messages), sock)
+				before := testutil.Snap(t)
+				child := testutil.StartChild(t, "conn-send", strconv.Itoa(tc.messages), sock)
 				if tc.exitedFirst {
-					require.NoError(t, child.wait())
+					require.NoError(t, child.Wait())
 				}
 				h := make([]byte, 80000)
 				for i := range tc.messages {
@@ -309,10 +211,9 @@ func TestChildConnReceive(t *testing.T) {
 				require.ErrorIs(t, err, io.EOF)
 				require.Nil(t, bufs)
 				if !tc.exitedFirst {
-					require.NoError(t, child.wait())
+					require.NoError(t, child.Wait())
 				}
-				after := connCount(t)
-				require.Equal(t, connCounts{total: before.total - 1, memfdCount: before.memfdCount, memfdMaps: before.memfdMaps}, after,
+				testutil.RequireDelta(t, before, testutil.Counts{Total: -1},
 					"only the child's end of the socketpair is gone")
 			})
 		}
@@ -320,8 +221,8 @@ func TestChildConnReceive(t *testing.T) {
 }
 
 func TestChildConnEcho(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		connNoGC(t)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		testutil.NoGC(t)
 		c, sock := childPair(t, typ)
 		one := connSealed(t, []byte("one"))
 		empty := connSealed(t, nil)
@@ -336,8 +237,8 @@ func TestChildConnEcho(t *testing.T) {
 		for i := range many {
 			many[i] = []*sealbuf.Sealed{one, empty, mib}[i%3]
 		}
-		before := connCount(t)
-		child := startChild(t, "conn-echo", "", sock)
+		before := testutil.Snap(t)
+		child := testutil.StartChild(t, "conn-echo", "", sock)
 
 		for _, m := range []struct {
 			header string
@@ -366,11 +267,8 @@ func TestChildConnEcho(t *testing.T) {
 			connCloseAll(got)
 		}
 		require.NoError(t, c.Close())
-		require.NoError(t, child.wait())
-		after := connCount(t)
-		require.Equal(t, before.memfdCount, after.memfdCount)
-		require.Equal(t, before.memfdMaps, after.memfdMaps)
-		require.Equal(t, before.total-2, after.total, "the child's end and our Conn are closed, nothing else changed")
+		require.NoError(t, child.Wait())
+		testutil.RequireDelta(t, before, testutil.Counts{Total: -2}, "the child's end and our Conn are closed, nothing else changed")
 	})
 }
 
@@ -378,16 +276,15 @@ func TestChildConnEcho(t *testing.T) {
 func TestChildConnHalfFrame(t *testing.T) {
 	for _, arg := range []string{"prefix3", "header100"} {
 		t.Run(arg, func(t *testing.T) {
-			connNoGC(t)
+			testutil.NoGC(t)
 			c, sock := childPair(t, unix.SOCK_STREAM)
-			before := connCount(t)
-			child := startChild(t, "conn-half-frame", arg, sock)
-			require.NoError(t, child.wait())
+			before := testutil.Snap(t)
+			child := testutil.StartChild(t, "conn-half-frame", arg, sock)
+			require.NoError(t, child.Wait())
 			_, bufs, err := c.Receive(make([]byte, 2000))
 			require.ErrorIs(t, err, io.ErrUnexpectedEOF, "%v", err)
 			require.Nil(t, bufs)
-			after := connCount(t)
-			require.Equal(t, connCounts{total: before.total - 1, memfdCount: before.memfdCount, memfdMaps: before.memfdMaps}, after,
+			testutil.RequireDelta(t, before, testutil.Counts{Total: -1},
 				"the memfd that came with the half frame must be closed")
 		})
 	}
@@ -395,7 +292,7 @@ func TestChildConnHalfFrame(t *testing.T) {
 
 // TestChildConnKilled: a peer killed while we wait for it is a hang-up.
 func TestChildConnKilled(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		for _, tc := range []struct {
 			arg    string
 			unread bool
@@ -405,7 +302,7 @@ func TestChildConnKilled(t *testing.T) {
 		} {
 			t.Run(tc.arg, func(t *testing.T) {
 				c, sock := childPair(t, typ)
-				child := startChild(t, "conn-block", tc.arg, sock)
+				child := testutil.StartChild(t, "conn-block", tc.arg, sock)
 				h, _ := connReceive(t, c, 64)
 				require.Equal(t, "ready", h)
 				if tc.unread {
@@ -416,15 +313,15 @@ func TestChildConnKilled(t *testing.T) {
 					_, _, err := c.Receive(make([]byte, 64))
 					done <- err
 				}()
-				time.Sleep(20 * time.Millisecond)
-				require.NoError(t, child.cmd.Process.Kill())
+				testutil.WaitBlocked(t, "TestChildConnKilled", "sealbuf.(*Conn).ReceiveContext")
+				require.NoError(t, child.Cmd.Process.Kill())
 				select {
 				case err := <-done:
 					require.ErrorIs(t, err, io.EOF, "%v", err)
 				case <-time.After(10 * time.Second):
 					t.Fatal("Receive still blocked after the peer was killed")
 				}
-				require.Error(t, child.wait(), "killed")
+				require.Error(t, child.Wait(), "killed")
 			})
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // connReceiveWithin runs ReceiveContext on b on another goroutine and
@@ -38,7 +39,7 @@ func connReceiveWithin(t *testing.T, ctx context.Context, b *sealbuf.Conn) error
 // message consumed; the Conn stays usable and the next Receive gets the
 // next message.
 func TestConnReceiveContextCancel(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := pair(t, typ)
 		cancelled, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -70,7 +71,7 @@ func TestConnReceiveContextCancel(t *testing.T) {
 // socket's for the call puts the Conn's back, neither cleared nor left in
 // the past.
 func TestConnReceiveContextKeepsReadDeadline(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := pair(t, typ)
 
 		// The Conn's deadline first.

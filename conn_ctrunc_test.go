@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // conn-ctrunc: with two messages queued on descriptor 3 — "many", with
@@ -24,10 +24,10 @@ import (
 // descriptors (RLIMIT_NOFILE) and match ErrTooManyFiles; nothing may leak;
 // "one" must then arrive. Run in a child: a low descriptor limit would
 // hurt whatever else the test process runs meanwhile.
-var _ = childRole("conn-ctrunc", func(string) int {
+var _ = testutil.Role("conn-ctrunc", func(string) int {
 	c, err := childConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer c.Close()
 	fds := func() int {
@@ -40,39 +40,39 @@ var _ = childRole("conn-ctrunc", func(string) int {
 	before := fds()
 	var old unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	low := unix.Rlimit{Cur: uint64(before + 8), Max: old.Max} // room for a few, not 253
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	h := make([]byte, 16)
 	_, bufs, rerr := c.Receive(h)
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	fmt.Fprintln(os.Stderr, "Receive under RLIMIT_NOFILE", low.Cur, "with", before, "open:", rerr)
 	switch {
 	case rerr == nil:
 		connCloseAll(bufs)
-		return childFail(fmt.Errorf("Receive of 253 descriptors under RLIMIT_NOFILE %d succeeded", low.Cur))
+		return testutil.ChildFail(fmt.Errorf("Receive of 253 descriptors under RLIMIT_NOFILE %d succeeded", low.Cur))
 	case bufs != nil:
-		return childFail(fmt.Errorf("buffers returned with an error: %v", rerr))
+		return testutil.ChildFail(fmt.Errorf("buffers returned with an error: %v", rerr))
 	case !errors.Is(rerr, sealbuf.ErrTooManyFiles):
-		return childFail(fmt.Errorf("the error does not match ErrTooManyFiles: %v", rerr))
+		return testutil.ChildFail(fmt.Errorf("the error does not match ErrTooManyFiles: %v", rerr))
 	case !strings.Contains(rerr.Error(), "this process ran out of descriptors (RLIMIT_NOFILE"):
-		return childFail(fmt.Errorf("the error does not say this process ran out of descriptors (RLIMIT_NOFILE): %v", rerr))
+		return testutil.ChildFail(fmt.Errorf("the error does not say this process ran out of descriptors (RLIMIT_NOFILE): %v", rerr))
 	}
 	if after := fds(); after != before {
-		return childFail(fmt.Errorf("%d descriptors open before the truncated message, %d after", before, after))
+		return testutil.ChildFail(fmt.Errorf("%d descriptors open before the truncated message, %d after", before, after))
 	}
 	n, bufs, err := c.Receive(h)
 	if err != nil {
-		return childFail(fmt.Errorf("the next message: %w", err))
+		return testutil.ChildFail(fmt.Errorf("the next message: %w", err))
 	}
 	defer connCloseAll(bufs)
 	if string(h[:n]) != "one" || len(bufs) != 1 || string(bufs[0].Bytes()) != "x" {
-		return childFail(fmt.Errorf("the next message: %q with %d buffers", h[:n], len(bufs)))
+		return testutil.ChildFail(fmt.Errorf("the next message: %q with %d buffers", h[:n], len(bufs)))
 	}
 	return 0
 })
@@ -88,7 +88,7 @@ var _ = childRole("conn-ctrunc", func(string) int {
 // descriptors, or other control data": nothing about this process's own
 // limit, the likelier cause with a peer that sent the legal maximum.
 func TestConnCtruncRlimit(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		c, sock := childPair(t, typ)
 		buf := connSealed(t, []byte("x"))
 		many := make([]*sealbuf.Sealed, 253)
@@ -97,15 +97,9 @@ func TestConnCtruncRlimit(t *testing.T) {
 		}
 		require.NoError(t, c.Send([]byte("many"), many...))
 		require.NoError(t, c.Send([]byte("one"), buf))
-		exe, err := os.Executable()
-		require.NoError(t, err)
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), childRoleEnv+"=conn-ctrunc",
-			// A -race binary sleeps a second at exit by default.
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		child := newChildProc(t, cmd, sock)
-		err = child.wait()
-		t.Log(strings.TrimSpace(child.stderr()))
+		child := testutil.StartChild(t, "conn-ctrunc", "", sock)
+		err := child.Wait()
+		t.Log(strings.TrimSpace(child.Stderr()))
 		require.NoError(t, err)
 	})
 }
@@ -116,15 +110,15 @@ func TestConnCtruncRlimit(t *testing.T) {
 // carried wire.ErrTooManyFiles, a different error from
 // sealbuf.ErrTooManyFiles, which nothing matched any more.)
 func TestConnTooManyFilesMatches(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := connPairOpts(t, typ, nil, []sealbuf.ConnOption{sealbuf.WithMaxFiles(2)})
 		buf := connSealed(t, []byte("x"))
-		before := connCount(t)
+		before := testutil.Snap(t)
 		require.NoError(t, a.Send([]byte("three"), buf, buf, buf))
 		_, bufs, err := b.Receive(make([]byte, 16))
 		require.ErrorIs(t, err, sealbuf.ErrTooManyFiles)
 		require.Nil(t, bufs)
-		connRequireFlat(t, before)
+		testutil.RequireFlat(t, before)
 		connRequireNext(t, a, b)
 	})
 }

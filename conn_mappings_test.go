@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -22,10 +23,10 @@ import (
 // bytes the sender wrote; a Mapping whose peer truncates reports
 // ErrTruncated instead of faulting.
 func TestReceiveMappings(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		connNoGC(t)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		testutil.NoGC(t)
 		a, b := pair(t, typ)
-		before := connCount(t)
+		before := testutil.Snap(t)
 		unsealed := connMemfd(t, []byte("unsealed bytes"), 0)
 		shrinkOnly := connMemfd(t, []byte("fixed size"), memfd.SealShrink|memfd.SealGrow)
 		require.NoError(t, a.SendFiles([]byte("two"), unsealed, shrinkOnly))
@@ -50,7 +51,7 @@ func TestReceiveMappings(t *testing.T) {
 		}
 		require.NoError(t, unsealed.Close())
 		require.NoError(t, shrinkOnly.Close())
-		connRequireFlat(t, before)
+		testutil.RequireFlat(t, before)
 	})
 }
 
@@ -59,14 +60,14 @@ func TestReceiveMappings(t *testing.T) {
 // closes every descriptor of the message and maps nothing; the Conn goes on
 // with the next message.
 func TestReceiveMappingsAllOrNothing(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		connNoGC(t)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		testutil.NoGC(t)
 		a, b := pair(t, typ)
 		pr, pw, err := os.Pipe()
 		require.NoError(t, err)
 		defer pr.Close()
 		defer pw.Close()
-		before := connCount(t)
+		before := testutil.Snap(t)
 		cases := []struct {
 			name  string
 			files func() []*os.File
@@ -95,8 +96,8 @@ func TestReceiveMappingsAllOrNothing(t *testing.T) {
 		// The memfds made for the cases are closed by the test's cleanup;
 		// what must be flat is what Receive made: nothing after the
 		// refusals, once the cases' own files are gone.
-		after := connCount(t)
-		require.LessOrEqual(t, after.memfdMaps, before.memfdMaps, "a refused message left a mapping: %v → %v", before, after)
+		after := testutil.Count(t)
+		require.LessOrEqual(t, after.MemfdMaps, before.MemfdMaps, "a refused message left a mapping: %v → %v", before.Counts, after)
 	})
 }
 
@@ -104,7 +105,7 @@ func TestReceiveMappingsAllOrNothing(t *testing.T) {
 // waits, with ctx's error; the Conn stays usable, and a message sent later
 // arrives whole. A context already cancelled consumes nothing.
 func TestReceiveContext(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := pair(t, typ)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
@@ -128,7 +129,7 @@ func TestReceiveContext(t *testing.T) {
 		connCloseAll(bufs)
 
 		go func() { _, _, err := b.ReceiveContext(cctx, make([]byte, 8)); got <- err }()
-		time.Sleep(5 * time.Millisecond)
+		testutil.WaitBlocked(t, "TestReceiveContext", "sealbuf.(*Conn).ReceiveContext")
 		cancel2()
 		select {
 		case err := <-got:
@@ -147,7 +148,7 @@ func TestReceiveContext(t *testing.T) {
 // applies under a context with a later deadline, and is still in force
 // after the call (the context's deadline does not replace it for good).
 func TestReceiveContextKeepsDeadline(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		_, b := pair(t, typ)
 		require.NoError(t, b.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -169,7 +170,7 @@ func TestReceiveContextKeepsDeadline(t *testing.T) {
 // TestSendContext: a send that waits for room on a full socket ends with
 // ctx's error, and the Conn stays usable once the peer reads.
 func TestSendContext(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := pair(t, typ)
 		msg := make([]byte, 4096)
 		var err error
@@ -214,11 +215,11 @@ func TestSendContext(t *testing.T) {
 // returns the same error at once for ever nor reads garbage as messages),
 // drops what still comes — descriptors closed — and returns io.EOF.
 func TestReceiveBrokenStream(t *testing.T) {
-	connNoGC(t)
-	fa, fb := connSocketpair(t, unix.SOCK_STREAM)
-	b := sealbuf.NewConn(connUnixConn(t, fb))
+	testutil.NoGC(t)
+	fa, fb := testutil.Socketpair(t, unix.SOCK_STREAM)
+	b := sealbuf.NewConn(testutil.UnixConn(t, fb))
 	defer b.Close()
-	before := connCount(t)
+	before := testutil.Snap(t)
 	_, err := fa.Write([]byte("garbage!garbage!"))
 	require.NoError(t, err)
 	_, _, err = b.Receive(make([]byte, 64))
@@ -250,6 +251,5 @@ func TestReceiveBrokenStream(t *testing.T) {
 	require.NoError(t, fa.Close())
 	_, _, err = b.Receive(make([]byte, 64))
 	require.ErrorIs(t, err, io.EOF)
-	before.total-- // the peer's end, closed above
-	connRequireFlat(t, before, "the stray descriptor was closed")
+	testutil.RequireDelta(t, before, testutil.Counts{Total: -1}, "the stray descriptor was closed (and the peer's end, above)")
 }

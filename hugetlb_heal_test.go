@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // mmapNoReplace maps n bytes of anonymous memory at addr, unless something
@@ -22,7 +24,7 @@ func mmapNoReplace(addr unsafe.Pointer, n int) ([]byte, error) {
 	return unsafe.Slice((*byte)(p), n), nil
 }
 
-var _ = childRole("hugetlb-heal", func(string) int { return hugeHealChild() })
+var _ = testutil.Role("hugetlb-heal", func(string) int { return hugeHealChild() })
 
 // hugeHealChild: a Mapping of an unsealed hugetlbfs memfd that the peer
 // truncates (the Mapping poisons the range) and grows back while the pool
@@ -47,16 +49,16 @@ func hugeHealChild() int {
 		addr = unsafe.Pointer(unsafe.SliceData(b))
 		return nil
 	}); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	buf := make([]byte, 4096)
 	if err := f.Truncate(0); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	n, err := m.ReadAt(buf, 0)
 	report("ReadAt truncated", int64(n), err)
 	if err := f.Truncate(hps); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	if why := emptyHugePool(); why != "" {
 		return childSkipf("%s", why)
@@ -74,20 +76,20 @@ func hugeHealChild() int {
 			foreign[i] = 0x77
 		}
 		if err := setSysctl(nrHugePages, 1); err != nil {
-			return childFail(err)
+			return testutil.ChildFail(err)
 		}
 		_, _ = m.ReadAt(buf, 0)
 		report("foreign memory after the next access", int64(foreign[0]), nil)
 		return 0
 	}
 	if err := setSysctl(nrHugePages, 1); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	n, err = m.ReadAt(buf, 0)
 	report("ReadAt pool refilled", int64(n), err)
 	for _, c := range buf {
 		if c != 0 {
-			return childFail(fmt.Errorf("the grown-back file reads %#x, not zeros", c))
+			return testutil.ChildFail(fmt.Errorf("the grown-back file reads %#x, not zeros", c))
 		}
 	}
 	return 0

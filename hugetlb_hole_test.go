@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -82,7 +83,7 @@ func punchHole(f *memfd.File, off, n int64) error {
 	})
 }
 
-var _ = childRole("hugetlb-hole", func(string) int { return hugeHoleChild() })
+var _ = testutil.Role("hugetlb-hole", func(string) int { return hugeHoleChild() })
 
 // newHugeMemfd creates a hugetlbfs memfd of size bytes with seals.
 func newHugeMemfd(name string, size int64, seals memfd.Seals) (*memfd.File, error) {

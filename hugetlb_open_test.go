@@ -10,10 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
-var _ = childRole("hugetlb-open", func(string) int { return hugeOpenChild() })
+var _ = testutil.Role("hugetlb-open", func(string) int { return hugeOpenChild() })
 
 // hugeOpenChild: Open of hugetlbfs memfds sealed immutable. A punch is
 // refused (the write seal), so an empty pool cannot take a page away; and a
@@ -26,7 +27,7 @@ func hugeOpenChild() int {
 	}
 	b, err := sealbuf.New(int(hps), sealbuf.WithHugePages(0))
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	if huge, why := b.HugePages(); !huge {
 		b.Close()
@@ -35,23 +36,23 @@ func hugeOpenChild() int {
 	copy(b.Bytes(), patternBytes(4096))
 	s, err := b.Seal()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer s.Close()
 	osf, err := procOpenErr(s.File(), os.O_RDONLY)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	o, err := sealbuf.Open(osf)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer o.Close()
 	report("punch sealed", 0, punchHole(s.File(), 0, hps))
 
 	g, err := newHugeMemfd("hugetlb-untouched", hps, memfd.SealImmutable)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer g.Close()
 	if why := emptyHugePool(); why != "" {
@@ -61,11 +62,11 @@ func hugeOpenChild() int {
 	n, err := o.ReadAt(buf, 0)
 	report("ReadAt sealed", int64(n), err)
 	if err == nil && string(buf) != string(patternBytes(4096)) {
-		return childFail(fmt.Errorf("the sealed buffer lost its bytes"))
+		return testutil.ChildFail(fmt.Errorf("the sealed buffer lost its bytes"))
 	}
 	gf, err := procOpenErr(g, os.O_RDONLY)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	u, err := sealbuf.Open(gf)
 	report("Open untouched", 0, err)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -35,7 +36,7 @@ func requireFlat(t *testing.T, cycles int, cycle func(i int) error) {
 	for i := range 3 {
 		require.NoError(t, cycle(i))
 	}
-	fds, maps, memfdMaps := countFDs(t), countMaps(t), countMemfdMaps(t)
+	before, maps := testutil.Snap(t), testutil.CountMaps(t)
 	start := time.Now()
 	for i := range cycles {
 		if err := cycle(i); err != nil {
@@ -43,13 +44,12 @@ func requireFlat(t *testing.T, cycles int, cycle func(i int) error) {
 		}
 	}
 	t.Logf("%d cycles in %v", cycles, time.Since(start))
-	require.Equal(t, fds, countFDs(t), "descriptors before and after %d cycles", cycles)
-	require.Equal(t, memfdMaps, countMemfdMaps(t), "memfd mappings before and after %d cycles", cycles)
-	if raceEnabled {
-		t.Logf("-race: /proc/self/maps went from %d to %d lines", maps, countMaps(t))
+	testutil.RequireFlat(t, before, "descriptors and memfd mappings before and after %d cycles", cycles)
+	if testutil.Race {
+		t.Logf("-race: /proc/self/maps went from %d to %d lines", maps, testutil.CountMaps(t))
 		return
 	}
-	require.InDelta(t, maps, countMaps(t), mapsSlack, "mappings before and after %d cycles", cycles)
+	require.InDelta(t, maps, testutil.CountMaps(t), mapsSlack, "mappings before and after %d cycles", cycles)
 }
 
 // The producer and the immutable consumer, all the way round.
@@ -162,7 +162,7 @@ func TestNoLeaksSealFailure(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		other := memfdByName(t, name)
+		other := testutil.MemfdByName(t, name)
 		rc, err := other.SyscallConn()
 		if err != nil {
 			return err

@@ -9,9 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,37 +21,25 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // Tests of Listen, Dial, Pair, FileConn and ExtraFile: in this process, and
-// with child processes (the test binary run again in a childRole, see
-// conn_child_test.go).
-
-// listenNoGC turns the garbage collector off for the test, so that no
-// finalizer closes a forgotten descriptor and hides a leak from the counts.
-func listenNoGC(t testing.TB) {
-	old := debug.SetGCPercent(-1)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
-}
+// with child processes (the test binary run again in a role, see
+// internal/testutil).
 
 // listenRequireFDs checks that the process holds as many descriptors as
 // before. It gives descriptors that some goroutine holds for an instant a
 // moment to go (with the garbage collector off, a leaked one stays), and
-// lists every descriptor when the count stays off.
-func listenRequireFDs(t testing.TB, before int) {
+// lists what differs when the count stays off.
+func listenRequireFDs(t testing.TB, before testutil.Snapshot) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
-	for countFDs(t) != before && time.Now().Before(deadline) {
+	for testutil.CountFDs(t) != before.Total && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := countFDs(t); n != before {
-		var list strings.Builder
-		ents, _ := os.ReadDir("/proc/self/fd")
-		for _, e := range ents {
-			link, _ := os.Readlink("/proc/self/fd/" + e.Name())
-			fmt.Fprintf(&list, "  %s -> %s\n", e.Name(), link)
-		}
-		t.Fatalf("descriptors: %d, want %d as before the test; now open:\n%s", n, before, list.String())
+	if now := testutil.Snap(t); now.Total != before.Total {
+		t.Fatalf("descriptors: %d, want %d as before the test; from before to now:\n%s", now.Total, before.Total, before.Diff(now))
 	}
 }
 
@@ -135,12 +121,12 @@ func listenEcho(c *sealbuf.Conn) int {
 			return 0
 		}
 		if err != nil {
-			return childFail(fmt.Errorf("receive: %w", err))
+			return testutil.ChildFail(fmt.Errorf("receive: %w", err))
 		}
 		err = c.Send(append([]byte("echo "), h[:n]...), bufs...)
 		connCloseAll(bufs)
 		if err != nil {
-			return childFail(fmt.Errorf("send: %w", err))
+			return testutil.ChildFail(fmt.Errorf("send: %w", err))
 		}
 	}
 }
@@ -161,20 +147,20 @@ func listenRequireEcho(t testing.TB, c *sealbuf.Conn, text string) {
 }
 
 // dial-echo PATH: Dial PATH and echo until the parent hangs up.
-var _ = childRole("dial-echo", func(path string) int {
+var _ = testutil.Role("dial-echo", func(path string) int {
 	c, err := sealbuf.Dial(path)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return listenEcho(c)
 })
 
 // pair-echo: adopt ExtraFiles[0] as a user's child would, and echo until
 // the parent hangs up.
-var _ = childRole("pair-echo", func(string) int {
+var _ = testutil.Role("pair-echo", func(string) int {
 	c, err := listenExtraConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return listenEcho(c)
 })
@@ -182,17 +168,17 @@ var _ = childRole("pair-echo", func(string) int {
 // pair-send-exit: send "bye" with a buffer over ExtraFiles[0] and exit
 // without closing anything: the kernel delivers the message, then the
 // hang-up.
-var _ = childRole("pair-send-exit", func(string) int {
+var _ = testutil.Role("pair-send-exit", func(string) int {
 	c, err := listenExtraConn()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	s, err := sealbuf.FromBytes([]byte("buffer bye"))
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	if err := c.Send([]byte("bye"), s); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return 0
 })
@@ -214,10 +200,10 @@ func listenExtraConn() (*sealbuf.Conn, error) {
 // listen-wait PATH: Listen on PATH, print "ready", and wait to be killed:
 // a live listener in another process, and, once killed, a stale socket
 // file.
-var _ = childRole("listen-wait", func(path string) int {
+var _ = testutil.Role("listen-wait", func(path string) int {
 	l, err := sealbuf.Listen(path)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	defer l.Close()
 	fmt.Println("ready")
@@ -225,12 +211,11 @@ var _ = childRole("listen-wait", func(path string) int {
 	return 0
 })
 
-// listenChild is a child process started by listenStart.
+// listenChild is a child process started by listenStart, its stdout
+// read a line at a time.
 type listenChild struct {
-	cmd    *exec.Cmd
-	stderr *os.File
+	*testutil.Child
 	stdout *bufio.Reader
-	waited bool
 }
 
 // listenStart starts the test binary in role with arg, with extra as its
@@ -239,49 +224,10 @@ type listenChild struct {
 // runs.
 func listenStart(t testing.TB, role, arg string, extra ...*os.File) *listenChild {
 	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"="+role, childArgEnv+"="+arg,
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	cmd.ExtraFiles = extra
-	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
-	require.NoError(t, err)
-	cmd.Stderr = stderr
+	cmd := testutil.Command(role, arg)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	err = cmd.Start()
-	for _, f := range extra {
-		require.NoError(t, f.Close())
-	}
-	require.NoError(t, err)
-	c := &listenChild{cmd: cmd, stderr: stderr, stdout: bufio.NewReader(out)}
-	t.Cleanup(func() {
-		if !c.waited {
-			_ = c.cmd.Process.Kill()
-			_ = c.wait()
-		}
-	})
-	return c
-}
-
-// wait waits for the child to exit and returns its error with its stderr.
-func (c *listenChild) wait() error {
-	err := c.cmd.Wait()
-	c.waited = true
-	b, _ := os.ReadFile(c.stderr.Name())
-	_ = c.stderr.Close()
-	if err != nil {
-		return fmt.Errorf("child: %w: %s", err, b)
-	}
-	return nil
-}
-
-// kill kills the child and waits for it.
-func (c *listenChild) kill(t testing.TB) {
-	t.Helper()
-	require.NoError(t, c.cmd.Process.Kill())
-	require.Error(t, c.wait(), "killed")
+	return &listenChild{testutil.Start(t, cmd, extra...), bufio.NewReader(out)}
 }
 
 // readLine returns the next line the child printed.
@@ -300,8 +246,8 @@ func listenEachName(t *testing.T, fn func(t *testing.T, name string)) {
 
 func TestListenDial(t *testing.T) {
 	listenEachName(t, func(t *testing.T, name string) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.Snap(t)
 
 		l, err := sealbuf.Listen(name)
 		require.NoError(t, err)
@@ -380,8 +326,8 @@ func TestListenDialOptions(t *testing.T) {
 // sees the other go away.
 func TestListenDialChild(t *testing.T) {
 	listenEachName(t, func(t *testing.T, name string) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.Snap(t)
 		l, err := sealbuf.Listen(name)
 		require.NoError(t, err)
 
@@ -392,13 +338,13 @@ func TestListenDialChild(t *testing.T) {
 			listenRequireEcho(t, c, fmt.Sprint("message ", i))
 		}
 		require.NoError(t, c.Close())
-		require.NoError(t, child.wait(), "the child must see io.EOF when we hang up")
+		require.NoError(t, child.Wait(), "the child must see io.EOF when we hang up")
 
 		// The child dies: we read io.EOF.
 		child = listenStart(t, "dial-echo", name)
 		c = listenAccept(t, l)
 		listenRequireEcho(t, c, "before the kill")
-		child.kill(t)
+		child.Kill(t)
 		listenRequireEOF(t, c)
 		require.NoError(t, c.Close())
 
@@ -409,8 +355,8 @@ func TestListenDialChild(t *testing.T) {
 
 func TestPairChild(t *testing.T) {
 	t.Run("we hang up", func(t *testing.T) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.Snap(t)
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-echo", "", f)
@@ -418,16 +364,16 @@ func TestPairChild(t *testing.T) {
 			listenRequireEcho(t, c, fmt.Sprint("message ", i))
 		}
 		require.NoError(t, c.Close())
-		require.NoError(t, child.wait(), "the child must see io.EOF when we hang up")
+		require.NoError(t, child.Wait(), "the child must see io.EOF when we hang up")
 		listenRequireFDs(t, before)
 	})
 	t.Run("the child exits", func(t *testing.T) {
-		listenNoGC(t)
-		before := countFDs(t)
+		testutil.NoGC(t)
+		before := testutil.Snap(t)
 		c, f, err := sealbuf.Pair()
 		require.NoError(t, err)
 		child := listenStart(t, "pair-send-exit", "", f)
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 		h := make([]byte, 64)
 		n, bufs, err := c.Receive(h)
 		require.NoError(t, err, "the message sent before the exit arrives")
@@ -445,7 +391,7 @@ func TestPairChild(t *testing.T) {
 		defer c.Close()
 		child := listenStart(t, "pair-echo", "", f)
 		listenRequireEcho(t, c, "before the kill")
-		child.kill(t)
+		child.Kill(t)
 		listenRequireEOF(t, c)
 	})
 }
@@ -453,8 +399,8 @@ func TestPairChild(t *testing.T) {
 // TestPairFile: Pair's file is a close-on-exec "unixpacket" socket that
 // FileConn takes in this process too.
 func TestPairFile(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
 	c, f, err := sealbuf.Pair()
 	require.NoError(t, err)
 	rc, err := f.SyscallConn()
@@ -509,8 +455,8 @@ func TestFileConnStream(t *testing.T) {
 // socket is refused with an error saying what it is, and the file stays
 // the caller's, open.
 func TestFileConnRefuses(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
@@ -589,7 +535,7 @@ func TestFileConnRefuses(t *testing.T) {
 // extra-file SCENARIO: run ExtraFile's checks in a child. Scenarios:
 // "socket" (ExtraFiles: a unixpacket socket, a pipe), "inet" (an AF_INET
 // socket), "none" (no ExtraFiles).
-var _ = childRole("extra-file", func(scenario string) int {
+var _ = testutil.Role("extra-file", func(scenario string) int {
 	expect := func(i int, want string) error {
 		f, err := sealbuf.ExtraFile(i)
 		if err == nil {
@@ -649,7 +595,7 @@ var _ = childRole("extra-file", func(scenario string) int {
 		return fmt.Errorf("unknown scenario %q", scenario)
 	}()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return 0
 })
@@ -663,7 +609,7 @@ func TestExtraFile(t *testing.T) {
 		require.NoError(t, err)
 		defer r.Close()
 		child := listenStart(t, "extra-file", "socket", f, w)
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 		h := make([]byte, 64)
 		n, _, err := c.Receive(h)
 		require.NoError(t, err)
@@ -674,11 +620,11 @@ func TestExtraFile(t *testing.T) {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		require.NoError(t, err)
 		child := listenStart(t, "extra-file", "inet", os.NewFile(uintptr(fd), "inet"))
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 	})
 	t.Run("none", func(t *testing.T) {
 		child := listenStart(t, "extra-file", "none")
-		require.NoError(t, child.wait())
+		require.NoError(t, child.Wait())
 	})
 	t.Run("opened by this process", func(t *testing.T) {
 		// A UNIX socket this process opened (close-on-exec, as Go opens
@@ -720,7 +666,7 @@ func TestListenStale(t *testing.T) {
 		path := listenPath(t)
 		child := listenStart(t, "listen-wait", path)
 		require.Equal(t, "ready", child.readLine(t))
-		child.kill(t)
+		child.Kill(t)
 		fi, err := os.Lstat(path)
 		require.NoError(t, err, "a killed listener leaves its socket file")
 		require.Equal(t, os.ModeSocket, fi.Mode().Type())
@@ -748,13 +694,13 @@ func listenRequireServes(t testing.TB, path string) {
 // TestListenInUse: a path where a running process has a socket bound is
 // refused, the socket there left alone; a live listener sees nothing of it.
 func TestListenInUse(t *testing.T) {
-	listenNoGC(t)
+	testutil.NoGC(t)
 	t.Run("a Listener of this process", func(t *testing.T) {
 		path := listenPath(t)
 		l, err := sealbuf.Listen(path)
 		require.NoError(t, err)
 		defer l.Close()
-		before := countFDs(t)
+		before := testutil.Snap(t)
 		l2, err := sealbuf.Listen(path)
 		require.Nil(t, l2)
 		require.ErrorIs(t, err, syscall.EADDRINUSE)
@@ -802,7 +748,7 @@ func TestListenInUse(t *testing.T) {
 		d, err := sealbuf.Dial(path)
 		require.NoError(t, err, "the other process still listens")
 		require.NoError(t, d.Close())
-		child.kill(t)
+		child.Kill(t)
 	})
 	t.Run("an abstract name", func(t *testing.T) {
 		name := listenAbstract()
@@ -868,8 +814,8 @@ func TestListenNotSocket(t *testing.T) {
 
 // TestDialNothing: Dial fails at once, saying why, when nothing listens.
 func TestDialNothing(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
 	dir := t.TempDir()
 	stale := filepath.Join(dir, "stale.sock")
 	ul, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: stale, Net: "unixpacket"})
@@ -923,8 +869,8 @@ func TestListenBadName(t *testing.T) {
 // TestListenerCloseWhileAccepting: Close wakes every Accept waiting, also
 // while dialers come and go, and leaks nothing.
 func TestListenerCloseWhileAccepting(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
 	for round := range 20 {
 		path := listenPath(t)
 		l, err := sealbuf.Listen(path)

@@ -7,38 +7,31 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
-// A re-executed test binary with peerModeEnv set plays the peer process: it
-// gets the memfd as descriptor 3 (exec.Cmd.ExtraFiles) and resizes or writes
-// it, the way a misbehaving producer would, instead of running the tests.
-const (
-	peerModeEnv = "SEALBUF_TEST_PEER"
-	peerArgEnv  = "SEALBUF_TEST_PEER_ARG"
-)
+// TestMain runs a child role (internal/testutil) when the test binary is
+// run again as one, else the tests, checked for leaked goroutines.
+func TestMain(m *testing.M) { testutil.Main(m) }
 
-func TestMain(m *testing.M) {
-	if role, ok := os.LookupEnv(childRoleEnv); ok { // conn_child_test.go
-		os.Exit(childMain(role, os.Getenv(childArgEnv)))
-	}
-	if mode := os.Getenv(peerModeEnv); mode != "" {
-		os.Exit(peerMain(mode, os.Getenv(peerArgEnv)))
-	}
-	goleak.VerifyTestMain(m)
-}
+// The peer roles play the peer process: they get the memfd as descriptor 3
+// (exec.Cmd.ExtraFiles) and resize or write it, the way a misbehaving
+// producer would. Role "peer-MODE" runs peerMain(MODE, arg).
+var (
+	_ = testutil.Role("peer-truncate", func(arg string) int { return peerMain("truncate", arg) })
+	_ = testutil.Role("peer-grow-write", func(arg string) int { return peerMain("grow-write", arg) })
+	_ = testutil.Role("peer-flap", func(arg string) int { return peerMain("flap", arg) })
+)
 
 // peerMain is the body of the peer process. Modes:
 //
@@ -48,8 +41,7 @@ func TestMain(m *testing.M) {
 //	            CUT bytes, then pwrite BYTE over [CUT, SIZE) (which grows it
 //	            back page by page, each page holding BYTE before it exists)
 func peerMain(mode, arg string) int {
-	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
-	f := os.NewFile(3, "peer-memfd")
+	f := testutil.ChildFile(0, "peer-memfd")
 	err := func() error {
 		parts := strings.SplitN(arg, ":", 4)
 		num := func(i int) int64 {
@@ -101,10 +93,7 @@ func peerCmd(f *memfd.File, mode, arg string) (*exec.Cmd, *os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), peerModeEnv+"="+mode, peerArgEnv+"="+arg,
-		// A -race binary sleeps a second at exit by default.
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd := testutil.Command("peer-"+mode, arg)
 	cmd.ExtraFiles = []*os.File{dup}
 	return cmd, dup, nil
 }
@@ -178,83 +167,6 @@ func patternBytes(n int) []byte {
 		b[i] = pattern(i)
 	}
 	return b
-}
-
-// countFDs counts the entries of /proc/self/fd.
-func countFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
-// countMaps counts the lines of /proc/self/maps.
-func countMaps(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	return strings.Count(string(b), "\n")
-}
-
-// countMemfdMaps counts the lines of /proc/self/maps that map a memfd.
-func countMemfdMaps(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	return strings.Count(string(b), " /memfd:")
-}
-
-// mapsLine returns the /proc/self/maps line of the mapping holding addr.
-func mapsLine(t testing.TB, addr uintptr) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		var lo, hi uintptr
-		if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && lo <= addr && addr < hi {
-			return line
-		}
-	}
-	return ""
-}
-
-// memfdByName opens the memfd this process holds under name, through
-// /proc/self/fd: a second handle on a memfd whose owner exposes none.
-func memfdByName(t testing.TB, name string) *os.File {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	for _, e := range ents {
-		p := filepath.Join("/proc/self/fd", e.Name())
-		link, err := os.Readlink(p)
-		if err == nil && link == "/memfd:"+name+" (deleted)" {
-			f, err := os.OpenFile(p, os.O_RDWR, 0)
-			require.NoError(t, err)
-			return f
-		}
-	}
-	t.Fatalf("no memfd called %q in /proc/self/fd", name)
-	return nil
-}
-
-// settleFinalizers runs the garbage collector and waits until the
-// finalizers it queued have run, so that a forgotten *os.File that shares a
-// descriptor with the caller's would have closed it by now.
-func settleFinalizers(t testing.TB) {
-	t.Helper()
-	for range 2 {
-		done := make(chan struct{})
-		sentinel := new([64]byte)
-		runtime.SetFinalizer(sentinel, func(*[64]byte) { close(done) })
-		sentinel = nil
-		runtime.GC()
-		runtime.GC()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("finalizers did not run")
-		}
-	}
 }
 
 // requireTruncated checks that err reports a truncation: ErrTruncated,

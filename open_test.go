@@ -4,6 +4,7 @@ package sealbuf_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
+	"github.com/sealbuf/sealbuf/sealtest"
 )
 
 // sealNamed reports whether msg names seal s as a word of its own ("write",
@@ -24,26 +27,193 @@ func sealNamed(msg string, s memfd.Seals) bool {
 	return regexp.MustCompile(`(^|[^a-z_])` + s.String() + `([^a-z_]|$)`).MatchString(msg)
 }
 
-// consumers are the two ways to take a descriptor from a peer; both must
-// refuse non-memfds the same way and leave the caller's file alone.
-var consumers = []struct {
+// A consumer is one of the two ways to take a descriptor from a peer:
+// Open and Map must refuse the same bad descriptors the same way and leave
+// the caller's file alone. maxSize, when not negative, is the size policy
+// (MaxSize, MapMaxSize).
+type consumer struct {
 	name string
-	take func(f *os.File) (io.Closer, error)
-}{
-	{"Open", func(f *os.File) (io.Closer, error) {
-		s, err := sealbuf.Open(f)
+	take func(f *os.File, maxSize int64) (io.Closer, error)
+}
+
+var (
+	openConsumer = consumer{"Open", func(f *os.File, maxSize int64) (io.Closer, error) {
+		var opts []sealbuf.OpenOption
+		if maxSize >= 0 {
+			opts = append(opts, sealbuf.MaxSize(maxSize))
+		}
+		s, err := sealbuf.Open(f, opts...)
 		if s == nil {
-			return nil, err
+			return nil, err // not a non-nil io.Closer holding a nil pointer
 		}
 		return s, err
-	}},
-	{"Map", func(f *os.File) (io.Closer, error) {
-		m, err := sealbuf.Map(f)
+	}}
+	mapConsumer = consumer{"Map", func(f *os.File, maxSize int64) (io.Closer, error) {
+		var opts []sealbuf.MapOption
+		if maxSize >= 0 {
+			opts = append(opts, sealbuf.MapMaxSize(maxSize))
+		}
+		m, err := sealbuf.Map(f, opts...)
 		if m == nil {
-			return nil, err
+			return nil, err // not a non-nil io.Closer holding a nil pointer
 		}
 		return m, err
-	}},
+	}}
+	consumers = []consumer{openConsumer, mapConsumer}
+)
+
+// errAny, as a refusal's wanted error, takes any error.
+var errAny = errors.New("any error")
+
+// A badDescriptor is a descriptor a peer may hand over where a sealed memfd
+// belongs, with what Open and Map do with it (nil: take it), and what the
+// caller's file must still do after a refusal.
+type badDescriptor struct {
+	name    string
+	make    func(t *testing.T) (f *os.File, use func(t *testing.T))
+	maxSize int64 // the size policy to take it with, or -1
+	open    error // what Open fails with
+	mapErr  error // what Map fails with
+}
+
+// fromDesc makes a sealtest recipe, skipping where the system cannot (no
+// disk file system for a regular file, no /dev/shm).
+func fromDesc(d sealtest.Desc, use func(t *testing.T, f *os.File)) func(t *testing.T) (*os.File, func(t *testing.T)) {
+	return func(t *testing.T) (*os.File, func(t *testing.T)) {
+		f, err := d.Create()
+		if err != nil {
+			t.Skip(err)
+		}
+		closeLater(t, f)
+		return f, func(t *testing.T) { use(t, f) }
+	}
+}
+
+// readsPattern is a use: f still reads sealtest's pattern.
+func readsPattern(n int) func(t *testing.T, f *os.File) {
+	return func(t *testing.T, f *os.File) {
+		p := make([]byte, n)
+		_, err := f.ReadAt(p, 0)
+		require.NoError(t, err)
+		require.True(t, sealtest.IsPattern(p, 0), "contents unchanged")
+	}
+}
+
+// pipeEnd is a pipe of which the refused file is one end; afterwards both
+// ends still carry bytes.
+func pipeEnd(end int) func(t *testing.T) (*os.File, func(t *testing.T)) {
+	return func(t *testing.T) (*os.File, func(t *testing.T)) {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		closeLater(t, r)
+		closeLater(t, w)
+		return []*os.File{r, w}[end], func(t *testing.T) {
+			_, err := w.Write([]byte("ab"))
+			require.NoError(t, err, "pipe still writable")
+			p := make([]byte, 2)
+			_, err = io.ReadFull(r, p)
+			require.NoError(t, err, "pipe still readable")
+			require.Equal(t, "ab", string(p))
+		}
+	}
+}
+
+var badDescriptors = []badDescriptor{
+	{name: "pipe-read", make: pipeEnd(0), maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd},
+	{name: "pipe-write", make: pipeEnd(1), maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd},
+	{name: "socket", maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd,
+		make: func(t *testing.T) (*os.File, func(t *testing.T)) {
+			a, b := testutil.Socketpair(t, unix.SOCK_STREAM)
+			return a, func(t *testing.T) {
+				_, err := a.Write([]byte("hi"))
+				require.NoError(t, err)
+				p := make([]byte, 2)
+				_, err = io.ReadFull(b, p)
+				require.NoError(t, err)
+				require.Equal(t, "hi", string(p))
+			}
+		}},
+	{name: "disk-file", make: fromDesc(sealtest.RegularFile(), readsPattern(4096)), maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd},
+	{name: "directory", maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd,
+		make: fromDesc(sealtest.Directory(), func(t *testing.T, f *os.File) {
+			_, err := f.Readdirnames(-1)
+			require.NoError(t, err)
+			_, err = f.Seek(0, io.SeekStart) // for the next use
+			require.NoError(t, err)
+		})},
+	{name: "dev-zero", maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd,
+		make: fromDesc(sealtest.DevZero(), func(t *testing.T, f *os.File) {
+			p := []byte{1}
+			_, err := f.Read(p)
+			require.NoError(t, err)
+			require.Zero(t, p[0])
+		})},
+	{name: "o-path-memfd", maxSize: -1, open: memfd.ErrNotMemfd, mapErr: memfd.ErrNotMemfd,
+		make: fromDesc(sealtest.OPath(), func(t *testing.T, f *os.File) {
+			fi, err := f.Stat()
+			require.NoError(t, err)
+			require.EqualValues(t, 4096, fi.Size())
+		})},
+	// A file on tmpfs is not a sealed memfd: it has only the seal seal.
+	// Map needs no seals, and cannot tell it from an unsealed memfd.
+	{name: "tmpfs-file", make: fromDesc(sealtest.TmpfsFile(), readsPattern(4096)), maxSize: -1, open: errAny, mapErr: nil},
+	{name: "unsealed", make: fromDesc(sealtest.Unsealed(4096), readsPattern(4096)), maxSize: -1, open: sealbuf.ErrNotSealed, mapErr: nil},
+	{name: "too-large", make: fromDesc(sealtest.Sealed(4097), readsPattern(4097)), maxSize: 4096, open: sealbuf.ErrTooLarge, mapErr: sealbuf.ErrTooLarge},
+}
+
+// testRefusals takes each of badDescriptors with c and checks the outcome:
+// refused with the row's error and the caller's file left alone (its
+// status flags and offset as they were, and still usable), or taken. With
+// thorough, also that the refusal left no descriptor or memfd mapping
+// behind (the garbage collector off) and that the file is still usable
+// once the finalizers of anything c dropped have run.
+func testRefusals(t *testing.T, c consumer, thorough bool) {
+	for _, bd := range badDescriptors {
+		want := bd.open
+		if c.name == "Map" {
+			want = bd.mapErr
+		}
+		t.Run(bd.name, func(t *testing.T) {
+			f, use := bd.make(t)
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				_, _ = f.Seek(3, io.SeekStart) // an offset to keep (an O_PATH descriptor has none)
+			}
+			fl := fdFlags(t, f)
+			off, offErr := f.Seek(0, io.SeekCurrent)
+			if thorough {
+				testutil.NoGC(t)
+			}
+			before := testutil.Snap(t)
+			x, err := c.take(f, bd.maxSize)
+			if want == nil {
+				require.NoError(t, err)
+				require.NoError(t, x.Close())
+				return
+			}
+			require.Nil(t, x)
+			if want == errAny {
+				require.Error(t, err)
+			} else {
+				require.ErrorIs(t, err, want)
+			}
+			t.Log(err)
+			untouched := func(t *testing.T) {
+				require.Equal(t, fl, fdFlags(t, f), "status flags unchanged")
+				o, oerr := f.Seek(0, io.SeekCurrent)
+				require.Equal(t, offErr, oerr)
+				require.Equal(t, off, o, "the file offset is unchanged")
+				use(t)
+			}
+			if !thorough {
+				_, err := f.Stat()
+				require.NoError(t, err, "the refused file must stay open")
+				untouched(t)
+				return
+			}
+			testutil.RequireFlat(t, before, "a refusal leaves nothing behind")
+			requireStillUsable(t, f, untouched)
+		})
+	}
 }
 
 // requireStillUsable checks that a refused f is open and usable, also after
@@ -53,153 +223,19 @@ func requireStillUsable(t *testing.T, f *os.File, use func(t *testing.T)) {
 	_, err := f.Stat()
 	require.NoError(t, err, "the refused file must stay open")
 	use(t)
-	settleFinalizers(t)
+	testutil.SettleFinalizers(t)
 	_, err = f.Stat()
 	require.NoError(t, err, "the refused file was closed later (by a finalizer?)")
 	use(t)
 }
 
+// TestOpenRefusesNonMemfd: Open and Map, side by side, on every bad
+// descriptor (some of which are memfds after all: unsealed, too large),
+// thoroughly (TestContract_OpenRefusesNonMemfd and
+// TestContract_MapRefusesNonMemfd check the contract's part alone).
 func TestOpenRefusesNonMemfd(t *testing.T) {
 	for _, c := range consumers {
-		t.Run(c.name, func(t *testing.T) {
-			t.Run("pipe", func(t *testing.T) {
-				for _, end := range []string{"read", "write"} {
-					r, w, err := os.Pipe()
-					require.NoError(t, err)
-					closeLater(t, r)
-					closeLater(t, w)
-					f := r
-					if end == "write" {
-						f = w
-					}
-					x, err := c.take(f)
-					require.Nil(t, x)
-					require.ErrorIs(t, err, memfd.ErrNotMemfd)
-					t.Log(err)
-					requireStillUsable(t, f, func(t *testing.T) {
-						_, err := w.Write([]byte("ab"))
-						require.NoError(t, err, "pipe still writable")
-						p := make([]byte, 2)
-						_, err = io.ReadFull(r, p)
-						require.NoError(t, err, "pipe still readable")
-						require.Equal(t, "ab", string(p))
-					})
-				}
-			})
-			t.Run("disk-file", func(t *testing.T) {
-				dir := t.TempDir()
-				var sfs unix.Statfs_t
-				require.NoError(t, unix.Statfs(dir, &sfs))
-				if sfs.Type == unix.TMPFS_MAGIC {
-					dir = "."
-					require.NoError(t, unix.Statfs(dir, &sfs))
-					if sfs.Type == unix.TMPFS_MAGIC {
-						t.Skip("no disk file system to test with")
-					}
-				}
-				f, err := os.CreateTemp(dir, "sealbuf-disk-*")
-				require.NoError(t, err)
-				t.Cleanup(func() { f.Close(); os.Remove(f.Name()) })
-				_, err = f.Write([]byte("0123456789"))
-				require.NoError(t, err)
-				_, err = f.Seek(3, io.SeekStart)
-				require.NoError(t, err)
-
-				x, err := c.take(f)
-				require.Nil(t, x)
-				require.ErrorIs(t, err, memfd.ErrNotMemfd)
-				t.Log(err)
-				requireStillUsable(t, f, func(t *testing.T) {
-					pos, err := f.Seek(0, io.SeekCurrent)
-					require.NoError(t, err)
-					require.Equal(t, int64(3), pos, "the file offset is unchanged")
-					p := make([]byte, 10)
-					n, err := f.ReadAt(p, 0)
-					require.NoError(t, err)
-					require.Equal(t, "0123456789", string(p[:n]), "contents unchanged")
-				})
-			})
-			t.Run("socket", func(t *testing.T) {
-				fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-				require.NoError(t, err)
-				a, b := os.NewFile(uintptr(fds[0]), "sock-a"), os.NewFile(uintptr(fds[1]), "sock-b")
-				closeLater(t, a)
-				closeLater(t, b)
-				x, err := c.take(a)
-				require.Nil(t, x)
-				require.ErrorIs(t, err, memfd.ErrNotMemfd)
-				t.Log(err)
-				requireStillUsable(t, a, func(t *testing.T) {
-					_, err := a.Write([]byte("hi"))
-					require.NoError(t, err)
-					p := make([]byte, 2)
-					_, err = io.ReadFull(b, p)
-					require.NoError(t, err)
-					require.Equal(t, "hi", string(p))
-				})
-			})
-			t.Run("directory", func(t *testing.T) {
-				f, err := os.Open(t.TempDir())
-				require.NoError(t, err)
-				closeLater(t, f)
-				x, err := c.take(f)
-				require.Nil(t, x)
-				require.ErrorIs(t, err, memfd.ErrNotMemfd)
-				requireStillUsable(t, f, func(t *testing.T) {
-					_, err := f.ReadDir(-1)
-					require.NoError(t, err)
-				})
-			})
-			t.Run("dev-zero", func(t *testing.T) {
-				f, err := os.OpenFile("/dev/zero", os.O_RDWR, 0)
-				require.NoError(t, err)
-				closeLater(t, f)
-				x, err := c.take(f)
-				require.Nil(t, x)
-				require.ErrorIs(t, err, memfd.ErrNotMemfd)
-				requireStillUsable(t, f, func(t *testing.T) {
-					p := []byte{1}
-					_, err := f.Read(p)
-					require.NoError(t, err)
-					require.Zero(t, p[0])
-				})
-			})
-			t.Run("o-path-memfd", func(t *testing.T) {
-				src := newTestMemfd(t, 100, memfd.SealImmutable)
-				f := procOpen(t, src, unix.O_PATH)
-				closeLater(t, f)
-				x, err := c.take(f)
-				require.Nil(t, x)
-				require.ErrorIs(t, err, memfd.ErrNotMemfd)
-				requireStillUsable(t, f, func(*testing.T) {})
-			})
-			t.Run("tmpfs-file", func(t *testing.T) {
-				// A file on tmpfs is not a sealed memfd: it has only the
-				// seal seal. Refused one way or another, and left alone.
-				if _, err := os.Stat("/dev/shm"); err != nil {
-					t.Skip("no /dev/shm")
-				}
-				f, err := os.CreateTemp("/dev/shm", "sealbuf-shm-*")
-				if err != nil {
-					t.Skip(err)
-				}
-				t.Cleanup(func() { f.Close(); os.Remove(f.Name()) })
-				require.NoError(t, f.Truncate(8192))
-				x, err := c.take(f)
-				if c.name == "Map" && err == nil {
-					// Map needs no seals; a tmpfs file is a valid target.
-					require.NoError(t, x.Close())
-					return
-				}
-				require.Nil(t, x)
-				require.Error(t, err)
-				t.Log(err)
-				requireStillUsable(t, f, func(t *testing.T) {
-					_, err := f.WriteAt([]byte("x"), 0)
-					require.NoError(t, err)
-				})
-			})
-		})
+		t.Run(c.name, func(t *testing.T) { testRefusals(t, c, true) })
 	}
 }
 
@@ -210,7 +246,7 @@ func TestOpenRefusesMissingSeals(t *testing.T) {
 			src := newTestMemfd(t, 4096, has)
 			f := procOpen(t, src, os.O_RDWR)
 			closeLater(t, f)
-			fds, maps := countFDs(t), countMaps(t)
+			fds, maps := testutil.CountFDs(t), testutil.CountMaps(t)
 			s, err := sealbuf.Open(f)
 			require.Nil(t, s)
 			require.ErrorIs(t, err, sealbuf.ErrNotSealed)
@@ -221,8 +257,8 @@ func TestOpenRefusesMissingSeals(t *testing.T) {
 					require.True(t, sealNamed(err.Error(), seal), "the error must name the missing seal %q: %v", seal, err)
 				}
 			}
-			require.Equal(t, fds, countFDs(t))
-			require.Equal(t, maps, countMaps(t), "nothing is mapped before the seals are checked")
+			require.Equal(t, fds, testutil.CountFDs(t))
+			require.Equal(t, maps, testutil.CountMaps(t), "nothing is mapped before the seals are checked")
 			requireStillUsable(t, f, func(t *testing.T) {
 				// Still the caller's, and still a memfd the sender can fix.
 				_, err := f.WriteAt([]byte("w"), 0)
@@ -290,11 +326,11 @@ func TestOpenMaxSize(t *testing.T) {
 			if n > 0 {
 				f := procOpen(t, src, os.O_RDONLY)
 				closeLater(t, f)
-				maps := countMaps(t)
+				maps := testutil.CountMaps(t)
 				s, err := sealbuf.Open(f, sealbuf.MaxSize(n-1))
 				require.Nil(t, s)
 				require.ErrorIs(t, err, sealbuf.ErrTooLarge)
-				require.Equal(t, maps, countMaps(t), "nothing mapped")
+				require.Equal(t, maps, testutil.CountMaps(t), "nothing mapped")
 				t.Log(err)
 				requireStillUsable(t, f, func(*testing.T) {})
 			}
@@ -313,11 +349,11 @@ func TestOpenMaxSize(t *testing.T) {
 		require.NoError(t, src.AddSeals(memfd.SealImmutable))
 		f := procOpen(t, src, os.O_RDONLY)
 		closeLater(t, f)
-		maps := countMaps(t)
+		maps := testutil.CountMaps(t)
 		s, err := sealbuf.Open(f, sealbuf.MaxSize(1<<20))
 		require.Nil(t, s)
 		require.ErrorIs(t, err, sealbuf.ErrTooLarge)
-		require.Equal(t, maps, countMaps(t))
+		require.Equal(t, maps, testutil.CountMaps(t))
 	})
 }
 

@@ -19,10 +19,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // Some hostile-peer tests run their dangerous part in a child process (a
-// role, see conn_child_test.go): before a fix it could die of SIGBUS, which
+// role, see internal/testutil): before a fix it could die of SIGBUS, which
 // must show as a test failure, not kill the test binary. The child reports
 // what each call returned as JSON lines on stdout (an outcome per call), and
 // the parent asserts on them. A child that cannot set the scene up (another
@@ -71,12 +72,8 @@ func childSkipf(format string, args ...any) int {
 // test with its output; one that exits with childSkip skips it.
 func runOutcomes(t *testing.T, role, arg string) map[string]outcome {
 	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"="+role, childArgEnv+"="+arg,
-		"GOTRACEBACK=single",
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd := testutil.Command(role, arg)
+	cmd.Env = append(cmd.Env, "GOTRACEBACK=single")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

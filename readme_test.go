@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // The snippets of README.md's "Producer and consumer" section, as code that
@@ -130,21 +131,17 @@ var process = func(header, data []byte) {
 }
 
 // readme-consumer: the README's consumer, in a child.
-var _ = childRole("readme-consumer", func(string) int {
+var _ = testutil.Role("readme-consumer", func(string) int {
 	if err := readmeConsumer(); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	return 0
 })
 
 func TestReadmePair(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childRoleEnv+"=readme-consumer",
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
+	cmd := testutil.Command("readme-consumer", "")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	frame := bytes.Repeat([]byte("sealbuf!"), 1<<17) // 1 MiB
@@ -154,8 +151,8 @@ func TestReadmePair(t *testing.T) {
 }
 
 func TestReadmeListen(t *testing.T) {
-	listenNoGC(t)
-	before := countFDs(t)
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
 	path := listenPath(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -38,7 +39,7 @@ func vmSize() (uint64, error) {
 
 // The "rlimit-as" role limits its address space to what it uses plus 1 GiB
 // and then tries to map sparse 64 GiB memfds every way a consumer can.
-var _ = childRole("rlimit-as", func(string) int {
+var _ = testutil.Role("rlimit-as", func(string) int {
 	sparse := func(seals memfd.Seals) (*memfd.File, error) {
 		f, err := memfd.Create("sparse")
 		if err == nil {
@@ -51,35 +52,35 @@ var _ = childRole("rlimit-as", func(string) int {
 	}
 	sealed, err := sparse(memfd.SealImmutable)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	sized, err := sparse(memfd.SealShrink | memfd.SealGrow)
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	b, err := sealbuf.New(int(sparseSize)) // mapped before the limit, unmapped by Seal
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	s, err := b.Seal()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 
 	used, err := vmSize()
 	if err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_AS, &lim); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 	lim.Cur = used + 1<<30
 	if lim.Max < lim.Cur {
 		return childSkipf("RLIMIT_AS hard limit %d is below what the child uses", lim.Max)
 	}
 	if err := unix.Setrlimit(unix.RLIMIT_AS, &lim); err != nil {
-		return childFail(err)
+		return testutil.ChildFail(err)
 	}
 
 	_, err = sealbuf.New(int(sparseSize))
@@ -96,7 +97,7 @@ var _ = childRole("rlimit-as", func(string) int {
 	} {
 		f, err := procOpenErr(c.file, c.flag)
 		if err != nil {
-			return childFail(err)
+			return testutil.ChildFail(err)
 		}
 		v, err := c.do(f)
 		report(c.call, 0, err)

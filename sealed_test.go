@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/sigbus"
 )
@@ -96,7 +97,7 @@ func TestSealedBytesReadOnly(t *testing.T) {
 			defer s.Close()
 			mem := s.Bytes()
 			require.Len(t, mem, 5000)
-			line := mapsLine(t, uintptr(unsafe.Pointer(&mem[0])))
+			line := testutil.MapsLine(t, uintptr(unsafe.Pointer(&mem[0])))
 			require.NotEmpty(t, line)
 			t.Log(line)
 			var lo, hi uintptr

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 )
 
@@ -19,7 +20,7 @@ import (
 // bytes and descriptors, whichever Send or Receive carried them;
 // MappedBytes follows the buffers received until each is closed.
 func TestConnStats(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := pair(t, typ)
 		require.Equal(t, sealbuf.ConnStats{}, a.Stats(), "nothing counted yet")
 		small, big := connSealed(t, []byte("small")), connSealed(t, make([]byte, 3*os.Getpagesize()+1))
@@ -79,7 +80,7 @@ func TestConnStats(t *testing.T) {
 // reason; errors that drop no message (a context, a deadline, the peer's
 // hang-up) are not counted.
 func TestConnStatsRefusals(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		page := os.Getpagesize()
 		a, b := connPairOpts(t, typ, nil, []sealbuf.ConnOption{
 			sealbuf.WithMaxFiles(2),

@@ -11,8 +11,6 @@ import (
 	"unsafe"
 )
 
-const raceEnabled = false
-
 func init() {
 	word := func(b []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&b[off])) }
 	accessKinds = append(accessKinds,

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // The waits below are the option's longest, so that a wait that ignored
@@ -25,7 +24,7 @@ const testWait = sealbuf.MaxWait
 
 func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	t.Helper()
-	a, b := connUnixPair(t, typ)
+	a, b := testutil.UnixPair(t, typ)
 	ca := sealbuf.NewConn(a, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 	cb := sealbuf.NewConn(b, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 	t.Cleanup(func() { ca.Close(); cb.Close() })
@@ -36,9 +35,9 @@ func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 // and without buffers cross in both directions, on both socket types, the
 // receiver sometimes waiting (peer answers later) and sometimes not.
 func TestBlockingWaitPingPong(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := waitPair(t, typ)
-		before := connCount(t)
+		before := testutil.Snap(t)
 		done := make(chan error, 1)
 		go func() {
 			hdr := make([]byte, 64)
@@ -55,8 +54,9 @@ func TestBlockingWaitPingPong(t *testing.T) {
 					}
 					s.Close()
 				}
-				if i%7 == 0 {
-					time.Sleep(time.Millisecond) // the peer now waits
+				if i%7 == 0 && !receiveWaits("TestBlockingWaitPingPong") {
+					done <- errors.New("the peer's Receive never waited")
+					return
 				}
 				if err := b.Send(hdr[:n]); err != nil {
 					done <- err
@@ -78,14 +78,14 @@ func TestBlockingWaitPingPong(t *testing.T) {
 			require.Equal(t, []byte{byte(i), 'x'}, hdr[:n])
 		}
 		require.NoError(t, <-done)
-		connRequireFlat(t, before)
+		testutil.RequireFlat(t, before)
 	})
 }
 
 // TestBlockingWaitHangUp: a peer that hangs up while the receiver waits in
 // the kernel reads as io.EOF.
 func TestBlockingWaitHangUp(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, b := waitPair(t, typ)
 		time.AfterFunc(2*time.Millisecond, func() { b.Close() })
 		_, _, err := a.Receive(make([]byte, 8))
@@ -96,7 +96,7 @@ func TestBlockingWaitHangUp(t *testing.T) {
 // TestBlockingWaitClose: Close from another goroutine ends a Receive that
 // waits (in the kernel, then in the netpoller) with os.ErrClosed.
 func TestBlockingWaitClose(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		a, _ := waitPair(t, typ)
 		requireCloseEndsReceive(t, a)
 	})
@@ -111,7 +111,7 @@ func requireCloseEndsReceive(t *testing.T, a *sealbuf.Conn) {
 		_, _, err := a.Receive(make([]byte, 8))
 		got <- err
 	}()
-	time.Sleep(time.Millisecond)
+	testutil.WaitBlocked(t, "requireCloseEndsReceive", "sealbuf.(*Conn).ReceiveContext")
 	require.NoError(t, a.Close())
 	select {
 	case err := <-got:
@@ -123,8 +123,8 @@ func requireCloseEndsReceive(t *testing.T, a *sealbuf.Conn) {
 
 // TestBlockingWaitDeadline: a read deadline still ends the wait.
 func TestBlockingWaitDeadline(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		ua, ub := connUnixPair(t, typ)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		ua, ub := testutil.UnixPair(t, typ)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Kernel: testWait}))
 		defer a.Close()
 		defer ub.Close()
@@ -138,7 +138,7 @@ func TestBlockingWaitDeadline(t *testing.T) {
 // still work.
 func TestBlockingWaitClamp(t *testing.T) {
 	for _, d := range []time.Duration{-time.Second, time.Hour} {
-		ua, ub := connUnixPair(t, unix.SOCK_SEQPACKET)
+		ua, ub := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Kernel: d}))
 		b := sealbuf.NewConn(ub)
 		require.NoError(t, b.Send([]byte("x")))
@@ -150,16 +150,14 @@ func TestBlockingWaitClamp(t *testing.T) {
 	}
 }
 
-// inPpoll reports whether some thread of this process is blocked in
-// ppoll(2), from /proc/self/task/*/syscall (first field: the number).
-func inPpoll(t *testing.T) bool {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	require.NoError(t, err)
-	want := strconv.Itoa(unix.SYS_PPOLL) + " "
-	for _, task := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
-		if err == nil && strings.HasPrefix(string(b), want) {
+// receiveWaits waits until a Receive called from test (a function name)
+// waits for its message — in its ppoll(2) wait, a raw system call that
+// only /proc shows, or parked in the poller once that is over — and
+// reports whether it did within 10 seconds. It does not fail the test, for
+// goroutines that must not.
+func receiveWaits(test string) bool {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		if testutil.InSyscall(unix.SYS_PPOLL) || testutil.Blocked(test, "sealbuf.(*Conn).ReceiveContext") {
 			return true
 		}
 	}
@@ -170,11 +168,11 @@ func inPpoll(t *testing.T) bool {
 // a thread in ppoll; without it, never (the runtime itself does not use
 // ppoll: it waits in epoll_pwait).
 func TestBlockingWaitUsesPpoll(t *testing.T) {
-	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/syscall"); err != nil {
+	if err := testutil.HaveSyscallFiles(); err != nil {
 		t.Skipf("no /proc/PID/task/TID/syscall (CONFIG_HAVE_ARCH_TRACEHOOK): %v", err)
 	}
 	seen := func(opts ...sealbuf.ConnOption) bool {
-		ua, ub := connUnixPair(t, unix.SOCK_SEQPACKET)
+		ua, ub := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 		a, b := sealbuf.NewConn(ua, opts...), sealbuf.NewConn(ub)
 		defer a.Close()
 		defer b.Close()
@@ -183,7 +181,7 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 			go func() { _, _, err := a.Receive(make([]byte, 4)); got <- err }()
 			found := false
 			for end := time.Now().Add(testWait); !found && time.Now().Before(end); {
-				found = inPpoll(t)
+				found = testutil.InSyscall(unix.SYS_PPOLL)
 			}
 			require.NoError(t, b.Send([]byte("x")))
 			require.NoError(t, <-got)
@@ -201,23 +199,18 @@ func TestBlockingWaitUsesPpoll(t *testing.T) {
 // its socket for that long only, then waits without using the CPU
 // (asserted on CPU time, not wall time).
 func TestConnSpinIdleCostsNoCPU(t *testing.T) {
-	connEachType(t, func(t *testing.T, typ int) {
-		ua, ub := connUnixPair(t, typ)
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		ua, ub := testutil.UnixPair(t, typ)
 		a := sealbuf.NewConn(ua, sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond}))
 		defer a.Close()
 		defer ub.Close()
-		cpu := func() time.Duration {
-			var ru unix.Rusage
-			require.NoError(t, unix.Getrusage(unix.RUSAGE_SELF, &ru))
-			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
 		const idle = 300 * time.Millisecond
-		before := cpu()
+		before := testutil.ProcessCPU()
 		ctx, cancel := context.WithTimeout(context.Background(), idle)
 		defer cancel()
 		_, _, err := a.ReceiveContext(ctx, make([]byte, 8))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		used := cpu() - before
+		used := testutil.ProcessCPU() - before
 		require.Less(t, used, idle/3, "an idle Receive used %v of CPU in %v", used, idle)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -111,16 +112,16 @@ func benchPool(b *testing.B, src []byte, opts ...pool.Option) {
 	}
 	drain()
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for range b.N {
 		send()
 	}
 	drain()
 	b.StopTimer()
-	cpu := poolCPU() - cpu0
+	cpu := testutil.ProcessCPU() - cpu0
 	require.NoError(b, p.Close())
 	require.NoError(b, cmd.Wait())
-	reportPoolCPU(b, cpu+cmd.CPU())
+	reportPoolCPU(b, cpu+poolChildCPU(cmd))
 }
 
 func benchPoolFloor(b *testing.B, src []byte) {
@@ -143,17 +144,17 @@ func benchPoolFloor(b *testing.B, src []byte) {
 	}
 	require.NoError(b, f.Drain())
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for range b.N {
 		send()
 	}
 	require.NoError(b, f.Drain())
 	b.StopTimer()
-	cpu := poolCPU() - cpu0
+	cpu := testutil.ProcessCPU() - cpu0
 	require.NoError(b, f.Close())
 	require.NoError(b, sock.Close())
 	require.NoError(b, cmd.Wait())
-	reportPoolCPU(b, cpu+cmd.CPU())
+	reportPoolCPU(b, cpu+poolChildCPU(cmd))
 }
 
 func benchPoolSocket(b *testing.B, src []byte) {
@@ -162,7 +163,7 @@ func benchPoolSocket(b *testing.B, src []byte) {
 	_, err := sock.Write(src) // warm up
 	require.NoError(b, err)
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for range b.N {
 		if _, err := sock.Write(src); err != nil {
 			b.Fatal(err)
@@ -170,7 +171,7 @@ func benchPoolSocket(b *testing.B, src []byte) {
 	}
 	benchSocketDone(b, sock, cmd)
 	b.StopTimer()
-	reportPoolCPU(b, poolCPU()-cpu0+cmd.CPU())
+	reportPoolCPU(b, testutil.ProcessCPU()-cpu0+poolChildCPU(cmd))
 }
 
 // reportPoolCPU reports the CPU time both processes spent per message:
@@ -181,7 +182,7 @@ func reportPoolCPU(b *testing.B, cpu time.Duration) {
 
 // benchSocketDone shuts the socket down for writing and waits for the
 // child's acknowledgement that it read everything.
-func benchSocketDone(b *testing.B, sock *os.File, cmd *poolChild) {
+func benchSocketDone(b *testing.B, sock *os.File, cmd *testutil.Child) {
 	rc, err := sock.SyscallConn()
 	require.NoError(b, err)
 	var serr error
@@ -210,10 +211,10 @@ func benchPoolMemcpy(b *testing.B, src []byte) {
 		copy(mem[i], src)
 	}
 	b.ResetTimer()
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for i := range b.N {
 		copy(mem[i%slots], src)
 	}
 	b.StopTimer()
-	reportPoolCPU(b, poolCPU()-cpu0)
+	reportPoolCPU(b, testutil.ProcessCPU()-cpu0)
 }

@@ -3,7 +3,6 @@
 package pool_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -19,83 +17,53 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
-// The pool's child processes are this test binary run again with
-// -test.run=^TestPoolChild$ and poolChildEnv naming the role; the socket
-// to the parent is descriptor 3. TestMain (main_test.go) runs the tests as
-// usual, so TestPoolChild is a plain test that skips unless it is a child.
-const (
-	poolChildEnv    = "SEALBUF_POOL_CHILD"
-	poolChildArgEnv = "SEALBUF_POOL_CHILD_ARG"
+// The pool's child processes play a consumer, a producer or a benchmark
+// peer (internal/testutil runs the test binary again in a role); the
+// socket to the parent is their descriptor 3.
+var (
+	_ = poolRole("consume", poolChildConsume)
+	_ = poolRole("die-holding", poolChildDieHolding)
+	_ = poolRole("produce-die", poolChildProduceDie)
+	_ = poolRole("bench-pool", poolChildBenchPool)
+	_ = poolRole("bench-floor", poolChildBenchFloor)
+	_ = poolRole("bench-socket", poolChildBenchSocket)
 )
 
-// poolChildRoles are the child bodies. Each gets the socket to the parent
-// and the role's argument.
-var poolChildRoles = map[string]func(sock *os.File, arg string) error{
-	"consume":      poolChildConsume,
-	"die-holding":  poolChildDieHolding,
-	"produce-die":  poolChildProduceDie,
-	"bench-pool":   poolChildBenchPool,
-	"bench-floor":  poolChildBenchFloor,
-	"bench-socket": poolChildBenchSocket,
-}
-
-func TestPoolChild(t *testing.T) {
-	role := os.Getenv(poolChildEnv)
-	if role == "" {
-		t.Skip("runs only as a child process of the pool tests")
-	}
-	fn := poolChildRoles[role]
-	require.NotNil(t, fn, "unknown pool child role %q", role)
-	//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
-	sock := os.NewFile(3, "pool-parent-socket")
-	defer sock.Close()
-	require.NoError(t, fn(sock, os.Getenv(poolChildArgEnv)))
-}
-
-// poolChild is a running child process.
-type poolChild struct {
-	cmd *exec.Cmd
-	out bytes.Buffer
-}
-
-// Wait waits for the child and returns its failure with its output.
-func (c *poolChild) Wait() error {
-	if err := c.cmd.Wait(); err != nil {
-		return fmt.Errorf("pool child: %w\n%s", err, c.out.Bytes())
-	}
-	return nil
+// poolRole registers a role whose body gets the socket to the parent and
+// the role's argument.
+func poolRole(name string, fn func(sock *os.File, arg string) error) bool {
+	return testutil.Role(name, func(arg string) int {
+		sock := testutil.ChildFile(0, "pool-parent-socket")
+		defer sock.Close()
+		if err := fn(sock, arg); err != nil {
+			return testutil.ChildFail(err)
+		}
+		return 0
+	})
 }
 
 // startPoolChild starts a child in role over a new socketpair of typ and
-// returns the parent's end.
-func startPoolChild(t testing.TB, role, arg string, typ int) (*os.File, *poolChild) {
+// returns the parent's end. The child is killed and reaped when the test
+// ends, if it still runs.
+func startPoolChild(t testing.TB, role, arg string, typ int) (*os.File, *testutil.Child) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, typ&^poolFutex|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	parent, child := os.NewFile(uintptr(fds[0]), "pool-child-socket"), os.NewFile(uintptr(fds[1]), "pool-child-end")
-	c := &poolChild{cmd: exec.Command(os.Args[0], "-test.run=^TestPoolChild$", "-test.count=1", "-test.timeout=10m")}
-	c.cmd.Env = append(os.Environ(), poolChildEnv+"="+role, poolChildArgEnv+"="+arg)
-	c.cmd.ExtraFiles = []*os.File{child}
-	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	require.NoError(t, c.cmd.Start())
-	require.NoError(t, child.Close())
-	return parent, c
+	parent, child := testutil.Socketpair(t, typ&^poolFutex)
+	return parent, testutil.StartChild(t, role, arg, child)
 }
 
 // poolConnOf wraps a socket as a Conn (the Conn owns a dup; f is closed).
 func poolConnOf(t testing.TB, f *os.File) *sealbuf.Conn {
 	t.Helper()
-	c, err := net.FileConn(f)
-	require.NoError(t, err)
+	c := testutil.UnixConn(t, f)
 	require.NoError(t, f.Close())
-	return sealbuf.NewConn(c.(*net.UnixConn))
+	return sealbuf.NewConn(c)
 }
 
 func poolChildConn(f *os.File) (*sealbuf.Conn, error) {
@@ -172,7 +140,7 @@ func poolChildDieHolding(sock *os.File, arg string) error {
 
 // poolChildProduceDie makes a pool of 4 slots (a futex pool if arg, a
 // socket type, asks for it), sends three one-byte messages 'a', 'b', 'c',
-// and dies by SIGKILL: no Close.
+// and waits for the parent to kill it (SIGKILL: no Close).
 func poolChildProduceDie(sock *os.File, arg string) error {
 	typ, err := strconv.Atoi(arg)
 	if err != nil {
@@ -196,8 +164,8 @@ func poolChildProduceDie(sock *os.File, arg string) error {
 			return err
 		}
 	}
-	time.Sleep(20 * time.Millisecond) // let the parent wait on the socket or the futex
-	return syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	time.Sleep(time.Hour) // the parent kills it (SIGKILL) once it waits on the socket or the futex
+	return errors.New("not killed")
 }
 
 // poolChildBenchPool consumes pool messages: it reads the first and the
@@ -213,7 +181,7 @@ func poolChildBenchPool(sock *os.File, _ string) error {
 	}
 	defer r.Close()
 	var sum byte
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for {
 		v, _, err := r.Receive(context.Background(), nil)
 		if errors.Is(err, io.EOF) {
@@ -241,7 +209,7 @@ func poolChildBenchFloor(sock *os.File, _ string) error {
 	}
 	defer r.Close()
 	var sum byte
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for {
 		b, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -270,7 +238,7 @@ func poolChildBenchSocket(sock *os.File, arg string) error {
 	}
 	buf := make([]byte, size)
 	var sum byte
-	cpu0 := poolCPU()
+	cpu0 := testutil.ProcessCPU()
 	for {
 		if _, err := io.ReadFull(sock, buf); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -288,26 +256,17 @@ func poolChildBenchSocket(sock *os.File, arg string) error {
 
 var poolSink byte
 
-// poolCPU returns the CPU time (user and system) this process has used.
-func poolCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // poolReportCPU tells the parent, on stdout, the CPU time used since cpu0.
 func poolReportCPU(cpu0 time.Duration) {
-	fmt.Printf("poolcpu=%d\n", int64(poolCPU()-cpu0))
+	fmt.Printf("poolcpu=%d\n", int64(testutil.ProcessCPU()-cpu0))
 }
 
-// CPU returns the CPU time the child reported (0 if none).
-func (c *poolChild) CPU() time.Duration {
-	m := regexp.MustCompile(`poolcpu=(\d+)`).FindSubmatch(c.out.Bytes())
+// poolChildCPU returns the CPU time child reported (0 if none).
+func poolChildCPU(child *testutil.Child) time.Duration {
+	m := regexp.MustCompile(`poolcpu=(\d+)`).FindStringSubmatch(child.Stdout())
 	if m == nil {
 		return 0
 	}
-	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	n, _ := strconv.ParseInt(m[1], 10, 64)
 	return time.Duration(n)
 }

@@ -5,7 +5,6 @@ package pool_test
 import (
 	"context"
 	"io"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,17 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
-
-// processCPU returns the CPU time this process has used so far, user and
-// system, all threads.
-func processCPU(t *testing.T) time.Duration {
-	t.Helper()
-	var ru syscall.Rusage
-	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // TestPoolHostileStreamConsumer (finding 4, the producer's side; the
 // consumer's is TestPoolHostileStreamFrames): on a stream-socket pool, a
@@ -39,7 +30,7 @@ func processCPU(t *testing.T) time.Duration {
 // its ctx, not io.EOF, and the CPU check failed.
 func TestPoolHostileStreamConsumer(t *testing.T) {
 	const slots = 2
-	a, b := poolSocketpair(t, unix.SOCK_STREAM)
+	a, b := testutil.UnixPair(t, unix.SOCK_STREAM)
 	p, err := pool.New(sealbuf.NewConn(a), slots, 64)
 	require.NoError(t, err)
 	defer p.Close()
@@ -67,11 +58,11 @@ func TestPoolHostileStreamConsumer(t *testing.T) {
 	// Said once: now Acquire waits for a release that cannot come any
 	// more, or the hang-up, and uses no CPU meanwhile.
 	const wait = 200 * time.Millisecond
-	cpu0, wall0 := processCPU(t), time.Now()
+	cpu0, wall0 := testutil.ProcessCPU(), time.Now()
 	short, cancelShort := context.WithTimeout(ctx, wait)
 	_, err = p.Acquire(short)
 	cancelShort()
-	cpu, wall := processCPU(t)-cpu0, time.Since(wall0)
+	cpu, wall := testutil.ProcessCPU()-cpu0, time.Since(wall0)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	t.Logf("Acquire waited %v of wall time on %v of CPU time", wall, cpu)
 	require.Less(t, cpu, wall/4, "Acquire spins on a broken stream")

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/pool"
 )
@@ -45,7 +46,7 @@ func hostileWithin(t *testing.T, d time.Duration, what string, fn func() error) 
 // own socket, for tests that fill it up behind the Reader's back.
 func hostileProducerRaw(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *net.UnixConn, *pool.Reader) {
 	t.Helper()
-	a, b := poolSocketpair(t, typ)
+	a, b := testutil.UnixPair(t, typ)
 	pc := sealbuf.NewConn(a)
 	require.NoError(t, pc.SendFiles(poolHello(slots, 64, slotSize, page), rawPoolMemfd(t, slots*page, poolSeals)))
 	r, err := pool.Accept(sealbuf.NewConn(b))
@@ -94,9 +95,9 @@ func fillSocket(t *testing.T, uc *net.UnixConn) {
 // sent with no context at all: the send waited for room on the socket for
 // ever (only a write deadline could end it), and Receive never returned.
 func TestPoolHostileHandBackHonoursContext(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			pc, cons, r := hostileProducerRaw(t, st.typ, 2, 100)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			pc, cons, r := hostileProducerRaw(t, st.Type, 2, 100)
 			fillSocket(t, cons)
 			require.NoError(t, pc.Send(poolRecord('M', 0, 1, 101)))
 			err := hostileWithin(t, 10*time.Second, "Receive handing a slot back to a producer that never reads", func() error {
@@ -141,10 +142,10 @@ func TestPoolHostileFlushHonoursContext(t *testing.T) {
 		{"flushed by Receive", time.Hour},       // the timer never fires
 		{"timer tried first", time.Millisecond}, // the timer fires before Receive waits
 	} {
-		for _, st := range poolSockTypes {
-			t.Run(hb.name+"/"+st.name, func(t *testing.T) {
+		for _, st := range testutil.SockTypes {
+			t.Run(hb.name+"/"+st.Name, func(t *testing.T) {
 				defer pool.SetHoldBack(hb.d)()
-				pc, cons, r := hostileProducerRaw(t, st.typ, 2, 100)
+				pc, cons, r := hostileProducerRaw(t, st.Type, 2, 100)
 				ctx := context.Background()
 				// Both messages arrive before the first Receive, which reads
 				// them at once: the release of the first is held back while
@@ -189,9 +190,9 @@ func TestPoolHostileFlushHonoursContext(t *testing.T) {
 // without it: a data race the race detector reports.
 func TestPoolHostileBytesRaceClose(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const size = 100
-			p, r := newPoolPair(t, st.typ, 2, size)
+			p, r := newPoolPair(t, st.Type, 2, size)
 			ctx := context.Background()
 			held, err := p.Acquire(ctx) // acquired, never sent
 			require.NoError(t, err)
@@ -281,21 +282,21 @@ func TestPoolHostileStride(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
 			f := rawPoolMemfd(t, slots*tc.stride, poolSeals)
-			fds, maps := poolCountFDs(t), poolCountMaps(t)
+			before := testutil.Snap(t)
 			require.NoError(t, pc.SendFiles(poolHello(slots, 64, slotSize, tc.stride), f))
 			r, err := pool.Accept(cc)
+			var delta testutil.Counts
 			if tc.ok {
 				require.NoError(t, err)
 				require.NoError(t, r.Close())
-				fds-- // the Reader closed cc's socket
+				delta.Total-- // the Reader closed cc's socket
 			} else {
 				require.True(t, r == nil)
 				require.ErrorIs(t, err, pool.ErrProtocol)
 				require.ErrorContains(t, err, "stride")
 				t.Log(err)
 			}
-			require.Equal(t, fds, poolCountFDs(t), "every received descriptor is closed")
-			require.Equal(t, maps, poolCountMaps(t), "nothing stays mapped")
+			testutil.RequireDelta(t, before, delta, "every received descriptor is closed; nothing stays mapped")
 		})
 	}
 }
@@ -375,9 +376,9 @@ func TestPoolHostileReleaseBatch(t *testing.T) {
 			return cat(release(s0), release(s1), []byte("torn"))
 		}, 2},
 	} {
-		for _, st := range poolSockTypes {
-			t.Run(tc.name+"/"+st.name, func(t *testing.T) {
-				p, cc := hostileConsumer(t, st.typ, 2)
+		for _, st := range testutil.SockTypes {
+			t.Run(tc.name+"/"+st.Name, func(t *testing.T) {
+				p, cc := hostileConsumer(t, st.Type, 2)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				var s [2]pool.Slot
@@ -487,15 +488,14 @@ func TestPoolHostileHugeTLBRing(t *testing.T) {
 
 	pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
 	slotsFile := rawPoolMemfd(t, slots*page, poolSeals)
-	fds, maps := poolCountFDs(t), poolCountMaps(t)
+	before := testutil.Snap(t)
 	require.NoError(t, pc.SendFiles(poolHelloRing(slots, maxHeader, 100, page), slotsFile, ringFile))
 	r, err := pool.Accept(cc)
 	require.True(t, r == nil)
 	require.ErrorIs(t, err, pool.ErrProtocol)
 	require.ErrorContains(t, err, "hugetlbfs")
 	t.Log(err)
-	require.Equal(t, fds, poolCountFDs(t), "every received descriptor is closed")
-	require.Equal(t, maps, poolCountMaps(t), "nothing stays mapped")
+	testutil.RequireFlat(t, before, "every received descriptor is closed; nothing stays mapped")
 
 	// The same hello with a tmpfs ring is accepted: only hugetlbfs is
 	// refused.

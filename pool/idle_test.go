@@ -65,9 +65,9 @@ func requireWaiting(t *testing.T, p *pool.Writer, done <-chan error, free int) {
 // the consumer holds a view, and returns once the last one is released.
 func TestPoolWaitIdle(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 3
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			ctx := context.Background()
 			require.NoError(t, p.WaitIdle(ctx), "a fresh pool is idle")
 
@@ -100,8 +100,8 @@ func TestPoolWaitIdle(t *testing.T) {
 // WaitIdle with the context's error, and the pool stays usable.
 func TestPoolWaitIdleContext(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 2, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 2, 64)
 			idleSend(t, p, 1)
 			v := idleReceive(t, r, 1)[0]
 
@@ -128,9 +128,9 @@ func TestPoolWaitIdleContext(t *testing.T) {
 // read them), and so does every later WaitIdle.
 func TestPoolWaitIdleConsumerGone(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 3
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			idleSend(t, p, 2)
 			idleReceive(t, r, 1)
 			done := idleWait(context.Background(), p)
@@ -147,10 +147,10 @@ func TestPoolWaitIdleConsumerGone(t *testing.T) {
 // views fails WaitIdle with io.EOF.
 func TestPoolWaitIdleConsumerDies(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, held = 4, 2
-			sock, child := startPoolChild(t, "die-holding", strconv.Itoa(held), st.typ)
-			p, err := pool.New(poolConnOf(t, sock), slots, 4096, poolOpts(st.typ)...)
+			sock, child := startPoolChild(t, "die-holding", strconv.Itoa(held), st.Type)
+			p, err := pool.New(poolConnOf(t, sock), slots, 4096, poolOpts(st.Type)...)
 			require.NoError(t, err)
 			defer p.Close()
 			idleSend(t, p, held)
@@ -167,8 +167,8 @@ func TestPoolWaitIdleConsumerDies(t *testing.T) {
 // and a WaitIdle blocked when Close comes returns.
 func TestPoolWaitIdleClosed(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 2, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 2, 64)
 			idleSend(t, p, 1)
 			idleReceive(t, r, 1)
 			done := idleWait(context.Background(), p)
@@ -187,9 +187,9 @@ func TestPoolWaitIdleClosed(t *testing.T) {
 // pool is idle with every slot free.
 func TestPoolWaitIdleWhileAcquiring(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, producers, each = 2, 3, 300
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			consumed := make(chan int, 1)
@@ -248,9 +248,9 @@ func TestPoolWaitIdleWhileAcquiring(t *testing.T) {
 // an Acquire.
 func TestPoolFreeCountsQueued(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 3
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			idleSend(t, p, 2)
 			require.Equal(t, slots-2, p.Free())
 			views := idleReceive(t, r, 2)

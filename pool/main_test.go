@@ -6,9 +6,11 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 var page = os.Getpagesize()
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs a child role (child_test.go) when the test binary is run
+// again as one, else the tests, checked for leaked goroutines.
+func TestMain(m *testing.M) { testutil.Main(m) }

@@ -8,9 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -21,24 +19,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/pool"
 )
-
-// poolSockTypes are the socket types a pool works over.
-var poolSockTypes = []struct {
-	name string
-	typ  int
-}{{"unixpacket", unix.SOCK_SEQPACKET}, {"unix", unix.SOCK_STREAM}}
 
 // poolFutex, or-ed into a socket type, makes newPoolPair (and poolOpts)
 // build a futex pool (pool.WithFutex) over that socket type.
 const poolFutex = 1 << 24
 
-// poolFlavors are poolSockTypes, each with and without pool.WithFutex.
+// poolFlavors are testutil.SockTypes, each with and without pool.WithFutex.
 var poolFlavors = []struct {
-	name string
-	typ  int
+	Name string
+	Type int
 }{
 	{"unixpacket", unix.SOCK_SEQPACKET}, {"unix", unix.SOCK_STREAM},
 	{"unixpacket-futex", unix.SOCK_SEQPACKET | poolFutex}, {"unix-futex", unix.SOCK_STREAM | poolFutex},
@@ -52,28 +45,10 @@ func poolOpts(typ int, opts ...pool.Option) []pool.Option {
 	return opts
 }
 
-// poolSocketpair returns the two ends of a connected AF_UNIX socketpair as
-// *net.UnixConn, closed when the test ends (a second Close is harmless).
-func poolSocketpair(t testing.TB, typ int) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, typ&^poolFutex|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	mk := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "pool-socketpair")
-		c, err := net.FileConn(f)
-		require.NoError(t, err)
-		require.NoError(t, f.Close())
-		return c.(*net.UnixConn)
-	}
-	a, b := mk(fds[0]), mk(fds[1])
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
-
 // poolConns returns two Conns over a socketpair of typ.
 func poolConns(t testing.TB, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	t.Helper()
-	a, b := poolSocketpair(t, typ)
+	a, b := testutil.UnixPair(t, typ&^poolFutex)
 	return sealbuf.NewConn(a), sealbuf.NewConn(b)
 }
 
@@ -99,9 +74,9 @@ func poolFill(b []byte, seed int) {
 
 func TestPoolRoundTrip(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, size = 3, 10000
-			p, r := newPoolPair(t, st.typ, slots, size, pool.WithMaxHeader(64))
+			p, r := newPoolPair(t, st.Type, slots, size, pool.WithMaxHeader(64))
 			require.Equal(t, slots, r.Slots())
 			require.Equal(t, size, r.SlotSize())
 			require.Equal(t, 64, r.MaxHeader())
@@ -150,9 +125,9 @@ func TestPoolRoundTrip(t *testing.T) {
 // goroutine, so releases and messages cross.
 func TestPoolPipelined(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, size, count = 4, 4096, 2000
-			p, r := newPoolPair(t, st.typ, slots, size)
+			p, r := newPoolPair(t, st.Type, slots, size)
 			errc := make(chan error, 1)
 			go func() {
 				errc <- func() error {
@@ -260,12 +235,12 @@ func TestPoolConsumerMapsReadOnly(t *testing.T) {
 	b := v.Bytes()
 	addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	require.Zero(t, addr%uintptr(page), "slots start on a page boundary")
-	require.Contains(t, poolMapsLine(t, addr), "r--s", "the consumer maps the pool read-only and shared")
+	require.Contains(t, testutil.MapsLine(t, addr), "r--s", "the consumer maps the pool read-only and shared")
 	err = unix.Mprotect(b, unix.PROT_READ|unix.PROT_WRITE)
 	require.ErrorIs(t, err, unix.EACCES, "future_write forbids making the mapping writable")
 
 	// Any holder of the memfd: no write, no resize, no new writable map.
-	f := poolMemfdByName(t, "pool-ro")
+	f := testutil.MemfdByName(t, "pool-ro")
 	defer f.Close()
 	_, err = f.WriteAt([]byte("x"), 0)
 	require.ErrorIs(t, err, unix.EPERM)
@@ -288,38 +263,6 @@ func poolMapWritable(t testing.TB, f *os.File, size int) error {
 		}
 	}))
 	return merr
-}
-
-// poolMapsLine returns the /proc/self/maps line of the mapping holding addr.
-func poolMapsLine(t testing.TB, addr uintptr) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	for line := range strings.SplitSeq(string(b), "\n") {
-		var lo, hi uintptr
-		if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && lo <= addr && addr < hi {
-			return line
-		}
-	}
-	return ""
-}
-
-// poolMemfdByName opens, through /proc/self/fd, a memfd this process
-// holds under name.
-func poolMemfdByName(t testing.TB, name string) *os.File {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	for _, e := range ents {
-		p := "/proc/self/fd/" + e.Name()
-		if link, err := os.Readlink(p); err == nil && link == "/memfd:"+name+" (deleted)" {
-			f, err := os.OpenFile(p, os.O_RDWR, 0)
-			require.NoError(t, err)
-			return f
-		}
-	}
-	t.Fatalf("no memfd %q in /proc/self/fd", name)
-	return nil
 }
 
 // TestPoolProducerCanStillWrite shows the trust model: the producer keeps
@@ -404,9 +347,9 @@ func requirePoolClosed(t *testing.T, err error) {
 
 func TestPoolBackPressure(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 3
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			ctx := context.Background()
 			for range slots {
 				s, err := p.Acquire(ctx)
@@ -463,8 +406,8 @@ func TestPoolBackPressure(t *testing.T) {
 // blocked on the socket.
 func TestPoolDiscardWakesAcquire(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, _ := newPoolPair(t, st.typ, 1, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, _ := newPoolPair(t, st.Type, 1, 64)
 			s, err := p.Acquire(context.Background())
 			require.NoError(t, err)
 			got := make(chan error, 1)
@@ -472,7 +415,7 @@ func TestPoolDiscardWakesAcquire(t *testing.T) {
 				_, err := p.Acquire(context.Background())
 				got <- err
 			}()
-			time.Sleep(30 * time.Millisecond)
+			require.Eventually(t, func() bool { return pool.Blocked(p) }, 10*time.Second, 100*time.Microsecond, "Acquire never blocked")
 			require.NoError(t, s.Discard())
 			select {
 			case err := <-got:
@@ -486,8 +429,8 @@ func TestPoolDiscardWakesAcquire(t *testing.T) {
 
 func TestPoolReceiveContext(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			_, r := newPoolPair(t, st.typ, 1, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			_, r := newPoolPair(t, st.Type, 1, 64)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 			defer cancel()
 			_, _, err := r.Receive(ctx, nil)
@@ -504,9 +447,9 @@ func TestPoolReceiveContext(t *testing.T) {
 // producer learns it is gone.
 func TestPoolConsumerHangUp(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 4
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			ctx := context.Background()
 			for range slots - 1 {
 				s, err := p.Acquire(ctx)
@@ -535,8 +478,8 @@ func TestPoolConsumerHangUp(t *testing.T) {
 // readable until it closes, and releasing them is harmless.
 func TestPoolProducerHangUp(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 2, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 2, 64)
 			s, err := p.Acquire(context.Background())
 			require.NoError(t, err)
 			copy(s.Bytes(), "kept")
@@ -556,8 +499,8 @@ func TestPoolProducerHangUp(t *testing.T) {
 // io.ErrShortBuffer and the slot goes back to the producer.
 func TestPoolShortHeaderBuffer(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 1, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 1, 64)
 			s, err := p.Acquire(context.Background())
 			require.NoError(t, err)
 			require.NoError(t, s.Send(1, []byte("a long header")))
@@ -579,7 +522,7 @@ func TestPoolShortHeaderBuffer(t *testing.T) {
 // garbage collector off: descriptors and mappings must come back to where
 // they were, without finalizers.
 func TestPoolNoLeaks(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	testutil.NoGC(t)
 	cycle := func(typ int) {
 		pc, cc := poolConns(t, typ)
 		p, err := pool.New(pc, 3, 5000, poolOpts(typ)...)
@@ -602,36 +545,19 @@ func TestPoolNoLeaks(t *testing.T) {
 		require.NoError(t, p.Close())
 	}
 	for _, st := range poolFlavors {
-		cycle(st.typ) // warm up
+		cycle(st.Type) // warm up
 	}
-	fds, maps := poolCountFDs(t), poolCountMaps(t)
+	before := testutil.Snap(t)
 	p, r := newPoolPair(t, unix.SOCK_SEQPACKET, 2, 100)
-	require.Equal(t, maps+2, poolCountMaps(t), "the count sees pool mappings")
+	require.Equal(t, before.MemfdMaps+2, testutil.CountMemfdMaps(t), "the count sees pool mappings")
 	require.NoError(t, p.Close())
 	require.NoError(t, r.Close())
 	for range 200 {
 		for _, st := range poolFlavors {
-			cycle(st.typ)
+			cycle(st.Type)
 		}
 	}
-	require.Equal(t, fds, poolCountFDs(t), "descriptors leaked")
-	require.Equal(t, maps, poolCountMaps(t), "memfd mappings leaked")
-}
-
-func poolCountFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	return len(ents)
-}
-
-// poolCountMaps counts the memfd mappings in /proc/self/maps (the
-// runtime's own mappings grow with the heap, which is not ours to count).
-func poolCountMaps(t testing.TB) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	return bytes.Count(b, []byte(" /memfd:"))
+	testutil.RequireFlat(t, before, "descriptors leaked; memfd mappings leaked")
 }
 
 // TestPoolZeroAllocs measures the steady state in one process: Acquire,
@@ -639,8 +565,8 @@ func poolCountMaps(t testing.TB) int {
 // cancellable context, over both socket types, with and without waiting.
 func TestPoolZeroAllocs(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 2, 4096)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 2, 4096)
 			hdr := make([]byte, 16)
 			out := []byte("header")
 			cctx, cancel := context.WithCancel(context.Background())
@@ -801,13 +727,13 @@ func TestPoolAcceptRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
 			files := tc.files(t)
-			fds := poolCountFDs(t)
+			fds := testutil.CountFDs(t)
 			require.NoError(t, pc.SendFiles(tc.hello, files...))
 			r, err := pool.Accept(cc)
 			require.Nil(t, r)
 			require.ErrorIs(t, err, tc.want)
 			t.Log(err)
-			require.Equal(t, fds, poolCountFDs(t), "every received descriptor is closed")
+			require.Equal(t, fds, testutil.CountFDs(t), "every received descriptor is closed")
 		})
 	}
 	t.Run("too large", func(t *testing.T) {
@@ -815,7 +741,7 @@ func TestPoolAcceptRefuses(t *testing.T) {
 		require.NoError(t, pc.SendFiles(poolHello(2, 0, pg, pg), rawPoolMemfd(t, 2*pg, poolSeals)))
 		_, err := pool.Accept(cc, pool.WithMaxSize(int64(pg)))
 		require.ErrorIs(t, err, sealbuf.ErrTooLarge)
-		a, b := poolSocketpair(t, unix.SOCK_SEQPACKET)
+		a, b := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 		pc, cc = sealbuf.NewConn(a), sealbuf.NewConn(b, sealbuf.WithReceivePolicy(sealbuf.MaxSize(int64(pg))))
 		require.NoError(t, pc.SendFiles(poolHello(2, 0, pg, pg), rawPoolMemfd(t, 2*pg, poolSeals)))
 		_, err = pool.Accept(cc)
@@ -843,9 +769,9 @@ func hostileProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *po
 }
 
 func TestPoolHostileProducer(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			pc, r := hostileProducer(t, st.typ, 2, 100)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			pc, r := hostileProducer(t, st.Type, 2, 100)
 			ctx := context.Background()
 			hdr := make([]byte, 64)
 			receive := func() (pool.View, error) {
@@ -884,11 +810,11 @@ func TestPoolHostileProducer(t *testing.T) {
 
 			// Descriptors attached to a message are closed and refused.
 			extra := rawPoolMemfd(t, page, 0)
-			fds := poolCountFDs(t)
+			fds := testutil.CountFDs(t)
 			require.NoError(t, pc.SendFiles(poolRecord('M', 1, 1, 1), extra, extra))
 			_, err = receive()
 			require.ErrorIs(t, err, pool.ErrProtocol)
-			require.Equal(t, fds, poolCountFDs(t))
+			require.Equal(t, fds, testutil.CountFDs(t))
 			n, _, err = pc.Receive(hb) // its slot came back
 			require.NoError(t, err)
 			require.Equal(t, poolRecord('R', 1, 1, 0), hb[:n])
@@ -928,7 +854,7 @@ func TestPoolHostileStreamFrames(t *testing.T) {
 	require.NoError(t, v.Release())
 	require.NoError(t, <-sent)
 
-	a, b := poolSocketpair(t, unix.SOCK_STREAM)
+	a, b := testutil.UnixPair(t, unix.SOCK_STREAM)
 	pc = sealbuf.NewConn(a)
 	require.NoError(t, pc.SendFiles(poolHello(1, 0, 10, page), rawPoolMemfd(t, page, poolSeals)))
 	r2, err := pool.Accept(sealbuf.NewConn(b))
@@ -968,9 +894,9 @@ func hostileConsumer(t *testing.T, typ, slots int) (*pool.Writer, *sealbuf.Conn)
 }
 
 func TestPoolHostileConsumer(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			p, cc := hostileConsumer(t, st.typ, 2)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			p, cc := hostileConsumer(t, st.Type, 2)
 			ctx := context.Background()
 			var sent []pool.Slot
 			for range 2 {
@@ -1001,11 +927,11 @@ func TestPoolHostileConsumer(t *testing.T) {
 			forged(poolRecord('M', uint32(s0.Index()), s0.Generation(), 0), pool.ErrProtocol)
 			forged([]byte("short"), pool.ErrProtocol)
 			f := rawPoolMemfd(t, page, 0)
-			fds := poolCountFDs(t)
+			fds := testutil.CountFDs(t)
 			require.NoError(t, cc.SendFiles(poolRecord('R', 9, 9, 0), f))
 			_, err := p.Acquire(ctx)
 			require.ErrorIs(t, err, pool.ErrProtocol)
-			require.Equal(t, fds, poolCountFDs(t), "the attached descriptor is closed")
+			require.Equal(t, fds, testutil.CountFDs(t), "the attached descriptor is closed")
 
 			// A real release; then a release of the slot while the
 			// producer holds it again (not in flight).
@@ -1045,8 +971,8 @@ func TestPoolHostileConsumer(t *testing.T) {
 // consumer, in order, before end of file.
 func TestPoolProducerGoneMessagesFirst(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 3, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 3, 64)
 			ctx := context.Background()
 			// Every slot acquired first: no later Acquire reads the
 			// release the consumer sends below.

@@ -5,6 +5,7 @@ package pool_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"strconv"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sealbuf/sealbuf"
 	"github.com/sealbuf/sealbuf/internal/handoff"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -22,11 +24,11 @@ import (
 // another process, which checks each byte and header.
 func TestPoolAcrossProcesses(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, size, count = 4, 3*4096 + 5, 3000
-			fds, maps := poolCountFDs(t), poolCountMaps(t)
-			sock, child := startPoolChild(t, "consume", "", st.typ)
-			p, err := pool.New(poolConnOf(t, sock), slots, size, poolOpts(st.typ, pool.WithMaxHeader(16))...)
+			before := testutil.Snap(t)
+			sock, child := startPoolChild(t, "consume", "", st.Type)
+			p, err := pool.New(poolConnOf(t, sock), slots, size, poolOpts(st.Type, pool.WithMaxHeader(16))...)
 			require.NoError(t, err)
 			var hdr [16]byte
 			for seq := range count {
@@ -45,8 +47,7 @@ func TestPoolAcrossProcesses(t *testing.T) {
 			}
 			require.NoError(t, p.Close())
 			require.NoError(t, child.Wait())
-			require.Equal(t, fds, poolCountFDs(t), "descriptors leaked")
-			require.Equal(t, maps, poolCountMaps(t), "memfd mappings leaked")
+			testutil.RequireFlat(t, before, "descriptors leaked; memfd mappings leaked")
 		})
 	}
 }
@@ -56,10 +57,10 @@ func TestPoolAcrossProcesses(t *testing.T) {
 // is gone.
 func TestPoolConsumerDies(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, held = 5, 3
-			sock, child := startPoolChild(t, "die-holding", strconv.Itoa(held), st.typ)
-			p, err := pool.New(poolConnOf(t, sock), slots, 4096, poolOpts(st.typ)...)
+			sock, child := startPoolChild(t, "die-holding", strconv.Itoa(held), st.Type)
+			p, err := pool.New(poolConnOf(t, sock), slots, 4096, poolOpts(st.Type)...)
 			require.NoError(t, err)
 			defer p.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -85,9 +86,9 @@ func TestPoolConsumerDies(t *testing.T) {
 // message it sent, then io.EOF; the views stay readable.
 func TestPoolProducerDies(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const sent = 3
-			sock, child := startPoolChild(t, "produce-die", strconv.Itoa(st.typ), st.typ)
+			sock, child := startPoolChild(t, "produce-die", strconv.Itoa(st.Type), st.Type)
 			r, err := pool.Accept(poolConnOf(t, sock))
 			require.NoError(t, err)
 			defer r.Close()
@@ -100,7 +101,19 @@ func TestPoolProducerDies(t *testing.T) {
 				require.Equal(t, []byte{byte('a' + i)}, v.Bytes())
 				views = append(views, v)
 			}
-			_, _, err = r.Receive(ctx, nil) // the child dies now
+			// The child dies by SIGKILL once this Receive waits for it.
+			killed := make(chan error, 1)
+			go func() {
+				for end := time.Now().Add(10 * time.Second); !pool.Blocked(r); time.Sleep(100 * time.Microsecond) {
+					if time.Now().After(end) {
+						killed <- errors.New("Receive never blocked")
+						return
+					}
+				}
+				killed <- child.Cmd.Process.Kill()
+			}()
+			_, _, err = r.Receive(ctx, nil)
+			require.NoError(t, <-killed)
 			require.ErrorIs(t, err, io.EOF)
 			require.ErrorContains(t, child.Wait(), "killed")
 			for i, v := range views {
@@ -116,10 +129,10 @@ func TestPoolProducerDies(t *testing.T) {
 // waits; at once on Flush.
 func TestPoolReleasesHeldBack(t *testing.T) {
 	defer pool.SetHoldBack(time.Hour)() // held until flushed: no timer in the way
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 6
-			p, r := newPoolPair(t, st.typ, slots, 64)
+			p, r := newPoolPair(t, st.Type, slots, 64)
 			ctx := context.Background()
 			send := func(k int) {
 				t.Helper()
@@ -198,8 +211,8 @@ func TestPoolReleasesHeldBack(t *testing.T) {
 func TestPoolHoldBackIsBounded(t *testing.T) {
 	defer pool.SetHoldBack(5 * time.Millisecond)()
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 2, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 2, 64)
 			ctx := context.Background()
 			for range 2 {
 				s, err := p.Acquire(ctx)
@@ -237,7 +250,7 @@ func TestPoolFloor(t *testing.T) {
 	require.NoError(t, sock.Close())
 	require.NoError(t, child.Wait())
 
-	a, b := poolSocketpair(t, unix.SOCK_SEQPACKET)
+	a, b := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 	require.NoError(t, sealbuf.NewConn(a).SendFiles(poolHello(1, 0, page, page), rawPoolMemfd(t, page, 0)))
 	bf, err := b.File()
 	require.NoError(t, err)

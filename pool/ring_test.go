@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/pool"
 )
@@ -139,14 +140,13 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pc, cc := poolConns(t, unix.SOCK_SEQPACKET)
 			files := tc.files(t)
-			fds, maps := poolCountFDs(t), poolCountMaps(t)
+			before := testutil.Snap(t)
 			require.NoError(t, pc.SendFiles(hello, files...))
 			r, err := pool.Accept(cc)
 			require.True(t, r == nil)
 			require.ErrorIs(t, err, tc.want)
 			t.Log(err)
-			require.Equal(t, fds, poolCountFDs(t), "every received descriptor is closed")
-			require.Equal(t, maps, poolCountMaps(t), "nothing stays mapped")
+			testutil.RequireFlat(t, before, "every received descriptor is closed; nothing stays mapped")
 		})
 	}
 	t.Run("accepted", func(t *testing.T) {
@@ -164,7 +164,7 @@ func TestPoolFutexAcceptRefuses(t *testing.T) {
 // consumer's Conn.
 func hostileRingProducer(t *testing.T, typ, slots, slotSize int) (*sealbuf.Conn, *rawRing, *pool.Reader) {
 	t.Helper()
-	a, b := poolSocketpair(t, typ)
+	a, b := testutil.UnixPair(t, typ)
 	return hostileRingProducerOn(t, a, b, slots, slotSize)
 }
 
@@ -184,10 +184,10 @@ func hostileRingProducerOn(t *testing.T, a, b *net.UnixConn, slots, slotSize int
 }
 
 func TestPoolFutexHostileProducer(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 2
-			pc, ring, r := hostileRingProducer(t, st.typ, slots, 100)
+			pc, ring, r := hostileRingProducer(t, st.Type, slots, 100)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			hdr := make([]byte, 64)
@@ -254,11 +254,11 @@ func TestPoolFutexHostileProducer(t *testing.T) {
 			_, _, err = r.Receive(ctx, hdr)
 			require.ErrorIs(t, err, pool.ErrProtocol)
 			extra := rawPoolMemfd(t, page, 0)
-			fds := poolCountFDs(t)
+			fds := testutil.CountFDs(t)
 			require.NoError(t, pc.SendFiles(poolRecord('W', 0, 0, 0), extra))
 			_, _, err = r.Receive(ctx, hdr)
 			require.ErrorIs(t, err, pool.ErrProtocol)
-			require.Equal(t, fds, poolCountFDs(t))
+			require.Equal(t, fds, testutil.CountFDs(t))
 
 			// Messages published before the hang-up come first, then io.EOF.
 			ring.message(poolRecord('M', 0, 9, 2), 0, "")
@@ -295,10 +295,10 @@ func hostileRingConsumer(t *testing.T, typ, slots int) (*pool.Writer, *rawRing, 
 }
 
 func TestPoolFutexHostileConsumer(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots = 2
-			p, ring, cc := hostileRingConsumer(t, st.typ, slots)
+			p, ring, cc := hostileRingConsumer(t, st.Type, slots)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var sent []pool.Slot
@@ -336,11 +336,11 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 			_, err = p.Acquire(ctx)
 			require.ErrorIs(t, err, pool.ErrProtocol)
 			extra := rawPoolMemfd(t, page, 0)
-			fds := poolCountFDs(t)
+			fds := testutil.CountFDs(t)
 			require.NoError(t, cc.SendFiles(poolRecord('W', 0, 0, 0), extra))
 			_, err = p.Acquire(ctx)
 			require.ErrorIs(t, err, pool.ErrProtocol)
-			require.Equal(t, fds, poolCountFDs(t))
+			require.Equal(t, fds, testutil.CountFDs(t))
 
 			// A real release, then the same again (a double release).
 			ring.release(poolRecord('R', idx0, s0.Generation(), 0))
@@ -385,9 +385,9 @@ func TestPoolFutexHostileConsumer(t *testing.T) {
 // review found they did: a fault, fatal).
 func TestPoolReceiveRacesClose(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			for range 50 {
-				p, r := newPoolPair(t, st.typ, 2, 64)
+				p, r := newPoolPair(t, st.Type, 2, 64)
 				done := make(chan error, 4)
 				for range 4 {
 					go func() {
@@ -470,7 +470,7 @@ func TestPoolCloseEndsBlockedRelease(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // the socket fills up with releases
+	testutil.WaitBlocked(t, "TestPoolCloseEndsBlockedRelease", "pool.View.Release") // the socket filled up with releases
 	select {
 	case err := <-blocked:
 		t.Fatalf("the exchange ended before Close: %v", err)
@@ -517,7 +517,7 @@ func requireWakeRecord(t *testing.T, state *atomic.Uint32, side any, got <-chan 
 // peer broke still sees the peer's hang-up (the socket carries nothing
 // else it needs): Receive returns io.EOF, it does not wait for ever.
 func TestPoolFutexBrokenStream(t *testing.T) {
-	a, b := poolSocketpair(t, unix.SOCK_STREAM)
+	a, b := testutil.UnixPair(t, unix.SOCK_STREAM)
 	pc, _, r := hostileRingProducerOn(t, a, b, 1, 100)
 	ctx := context.Background()
 	require.NoError(t, pc.Send(poolRecord('W', 0, 0, 0)))
@@ -539,7 +539,7 @@ func TestPoolFutexBrokenStream(t *testing.T) {
 // be seen). The waiter's state word shows where it is: 1 in futex(2), 2
 // on the socket.
 func TestPoolFutexWokenWithNothingNew(t *testing.T) {
-	a, b := poolSocketpair(t, unix.SOCK_SEQPACKET)
+	a, b := testutil.UnixPair(t, unix.SOCK_SEQPACKET)
 	pc, ring, r := hostileRingProducerOn(t, a, b, 1, 100, sealbuf.WithWait(sealbuf.Wait{Kernel: sealbuf.MaxWait}))
 	got := make(chan error, 1)
 	go func() {

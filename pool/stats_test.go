@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
@@ -19,14 +20,14 @@ import (
 // every slot in use; MappedBytes is the pool's mapping until Close.
 func TestPoolStats(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
+		t.Run(st.Name, func(t *testing.T) {
 			const slots, size, count = 2, 3000, 10
-			p, r := newPoolPair(t, st.typ, slots, size, pool.WithMaxHeader(32))
+			p, r := newPoolPair(t, st.Type, slots, size, pool.WithMaxHeader(32))
 			mapped := uint64(slots * ((size + page - 1) / page * page))
 			ws, rs := p.Stats(), r.Stats()
 			require.Equal(t, pool.Stats{MappedBytes: ws.MappedBytes}, ws, "nothing counted yet")
 			require.Equal(t, pool.Stats{MappedBytes: rs.MappedBytes}, rs)
-			if st.typ&poolFutex == 0 {
+			if st.Type&poolFutex == 0 {
 				require.Equal(t, mapped, ws.MappedBytes)
 				require.Equal(t, mapped, rs.MappedBytes)
 			} else { // and the ring, the same size on both sides
@@ -88,8 +89,8 @@ func TestPoolStats(t *testing.T) {
 // counted on the Reader, and its slot comes back to the Writer.
 func TestPoolStatsShortBuffer(t *testing.T) {
 	for _, st := range poolFlavors {
-		t.Run(st.name, func(t *testing.T) {
-			p, r := newPoolPair(t, st.typ, 1, 64)
+		t.Run(st.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, st.Type, 1, 64)
 			s, err := p.Acquire(context.Background())
 			require.NoError(t, err)
 			require.NoError(t, s.Send(1, []byte("a long header")))
@@ -110,9 +111,9 @@ func TestPoolStatsShortBuffer(t *testing.T) {
 // TestPoolStatsHostileProducer: every violation a Reader refuses is
 // counted once, by sentinel.
 func TestPoolStatsHostileProducer(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			pc, r := hostileProducer(t, st.typ, 2, 100)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			pc, r := hostileProducer(t, st.Type, 2, 100)
 			ctx := context.Background()
 			refused := func(msg []byte) {
 				t.Helper()
@@ -142,9 +143,9 @@ func TestPoolStatsHostileProducer(t *testing.T) {
 // counted once, by sentinel, also those read in one message with others
 // (Acquire returns only the first).
 func TestPoolStatsHostileConsumer(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			p, cc := hostileConsumer(t, st.typ, 2)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			p, cc := hostileConsumer(t, st.Type, 2)
 			ctx := context.Background()
 			var sent []pool.Slot
 			for range 2 {

@@ -11,16 +11,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/pool"
 )
 
 // waitPair returns two Conns that wait in the kernel before they park.
 func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 	t.Helper()
-	a, b := poolSocketpair(t, typ)
+	a, b := testutil.UnixPair(t, typ)
 	w := sealbuf.WithWait(sealbuf.Wait{Kernel: sealbuf.MaxWait})
 	ca, cb := sealbuf.NewConn(a, w), sealbuf.NewConn(b, w)
 	t.Cleanup(func() { ca.Close(); cb.Close() })
@@ -31,9 +31,9 @@ func waitPair(t *testing.T, typ int) (*sealbuf.Conn, *sealbuf.Conn) {
 // exchange messages, and a cancelled context or a Discard still wakes
 // their waits.
 func TestKernelWaitPool(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			pc, cc := waitPair(t, st.typ)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			pc, cc := waitPair(t, st.Type)
 			p, err := pool.New(pc, 2, 4096)
 			require.NoError(t, err)
 			defer p.Close()
@@ -81,7 +81,7 @@ func TestKernelWaitPool(t *testing.T) {
 			// A Discard wakes an Acquire waiting on the socket.
 			got := make(chan error, 1)
 			go func() { _, err := p.Acquire(ctx); got <- err }()
-			time.Sleep(2 * time.Millisecond)
+			require.Eventually(t, func() bool { return pool.Blocked(p) }, 10*time.Second, 100*time.Microsecond, "Acquire never blocked")
 			require.NoError(t, held[0].Discard())
 			select {
 			case err := <-got:
@@ -93,23 +93,15 @@ func TestKernelWaitPool(t *testing.T) {
 	}
 }
 
-// cpuTime returns the CPU time this process has used.
-func cpuTime(t *testing.T) time.Duration {
-	t.Helper()
-	var ru unix.Rusage
-	require.NoError(t, unix.Getrusage(unix.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // TestSpinIdleCostsNoCPU: a side that waits with a spin budget spins for
 // that long only; then it waits without using the CPU. Each side of a futex
 // pool waits 300 ms for a peer that sends nothing, with a 5 ms spin: the
 // process may use a few milliseconds of CPU, not the 300 ms a wait that kept
 // spinning would. (CPU time, not wall time, is what is asserted.)
 func TestSpinIdleCostsNoCPU(t *testing.T) {
-	for _, st := range poolSockTypes {
-		t.Run(st.name, func(t *testing.T) {
-			a, b := poolSocketpair(t, st.typ)
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			a, b := testutil.UnixPair(t, st.Type)
 			w := sealbuf.WithWait(sealbuf.Wait{Spin: 5 * time.Millisecond, Kernel: time.Millisecond})
 			p, err := pool.New(sealbuf.NewConn(a, w), 1, 4096, pool.WithFutex())
 			require.NoError(t, err)
@@ -119,23 +111,23 @@ func TestSpinIdleCostsNoCPU(t *testing.T) {
 			defer r.Close()
 
 			const idle = 300 * time.Millisecond
-			before := cpuTime(t)
+			before := testutil.ProcessCPU()
 			ctx, cancel := context.WithTimeout(context.Background(), idle)
 			defer cancel()
 			_, _, err = r.Receive(ctx, nil)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			used := cpuTime(t) - before
+			used := testutil.ProcessCPU() - before
 			require.Less(t, used, idle/3, "the consumer's idle wait used %v of CPU in %v", used, idle)
 
 			s, err := p.Acquire(context.Background())
 			require.NoError(t, err)
 			require.NoError(t, s.Send(1, nil)) // the consumer never releases it
-			before = cpuTime(t)
+			before = testutil.ProcessCPU()
 			ctx, cancel = context.WithTimeout(context.Background(), idle)
 			defer cancel()
 			_, err = p.Acquire(ctx)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			used = cpuTime(t) - before
+			used = testutil.ProcessCPU() - before
 			require.Less(t, used, idle/3, "the producer's idle wait used %v of CPU in %v", used, idle)
 		})
 	}
@@ -145,8 +137,8 @@ func TestSpinIdleCostsNoCPU(t *testing.T) {
 // once, matches io.EOF, and does not repeat its prefix.
 func TestConsumerGoneError(t *testing.T) {
 	for _, fl := range poolFlavors {
-		t.Run(fl.name, func(t *testing.T) {
-			p, r := newPoolPair(t, fl.typ, 1, 64)
+		t.Run(fl.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, fl.Type, 1, 64)
 			require.NoError(t, r.Close())
 			s, err := p.Acquire(context.Background())
 			if err == nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/testutil"
 )
 
 // mapSize is the size every test mapping is created with; the file behind it
@@ -30,9 +32,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(childEnv); mode != "" {
-		os.Exit(runChild(mode))
-	}
+	testutil.RunRole() // process_test.go's children
 	os.Exit(m.Run())
 }
 

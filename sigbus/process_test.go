@@ -15,37 +15,31 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/sigbus"
 )
 
-// childEnv names the mode in which TestMain runs runChild instead of the
-// tests; childSizeEnv is the size the "truncate" child cuts fd 3 to.
-const (
-	childEnv     = "SIGBUS_TEST_CHILD"
-	childSizeEnv = "SIGBUS_TEST_SIZE"
-)
-
-// runChild is the body of a re-executed test binary. Modes that should crash
-// return 0 if they survive, so the parent sees the difference.
-func runChild(mode string) int {
-	switch mode {
-	case "truncate":
-		size, err := strconv.ParseInt(os.Getenv(childSizeEnv), 10, 64)
+// The children are this test binary run again in a role (see
+// internal/testutil). Roles that should crash print "survived" and exit 0
+// if they do not, so the parent sees the difference.
+var (
+	// truncate ARG: cut descriptor 3 to ARG bytes.
+	_ = testutil.Role("truncate", func(arg string) int {
+		size, err := strconv.ParseInt(arg, 10, 64)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return testutil.ChildFail(err)
 		}
-		//iosafety:allow newfile descriptor 3 is ExtraFiles[0] from the parent test, adopted once
-		f := os.NewFile(3, "memfd")
+		f := testutil.ChildFile(0, "memfd")
 		if err := f.Truncate(size); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return testutil.ChildFail(err)
 		}
 		return 0
-	case "unguarded":
+	})
+	_ = crashRole("unguarded", func() {
 		m := childMapping()
 		sinkByte = m[page+1]
-	case "goroutine-inside-guard":
+	})
+	_ = crashRole("goroutine-inside-guard", func() {
 		m := childMapping()
 		_ = sigbus.Guard(m, func() {
 			done := make(chan struct{})
@@ -55,17 +49,22 @@ func runChild(mode string) int {
 			}()
 			<-done
 		})
-	case "println-inside-guard":
+	})
+	_ = crashRole("println-inside-guard", func() {
 		m := childMapping()
 		_ = sigbus.Guard(m, func() {
 			println(unsafe.String(&m[page], 8))
 		})
-	default:
-		fmt.Fprintln(os.Stderr, "unknown child mode", mode)
-		return 1
-	}
-	fmt.Fprintln(os.Stderr, "survived")
-	return 0
+	})
+)
+
+// crashRole registers a role that runs fn, which should crash the child.
+func crashRole(name string, fn func()) bool {
+	return testutil.Role(name, func(string) int {
+		fn()
+		fmt.Fprintln(os.Stderr, "survived")
+		return 0
+	})
 }
 
 // childMapping is truncatedMapping for a child process, which has no
@@ -89,11 +88,10 @@ func childMapping() []byte {
 	return unsafe.Slice((*byte)(p), mapSize)
 }
 
-// child returns a command re-executing this test binary in the given mode.
-func child(mode string, extra ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+mode, "GOTRACEBACK=single")
-	cmd.Env = append(cmd.Env, extra...)
+// child returns a command running this test binary in role with arg.
+func child(role, arg string) *exec.Cmd {
+	cmd := testutil.Command(role, arg)
+	cmd.Env = append(cmd.Env, "GOTRACEBACK=single")
 	return cmd
 }
 
@@ -102,7 +100,7 @@ func child(mode string, extra ...string) *exec.Cmd {
 func requireCrash(t *testing.T, mode string, want ...string) {
 	t.Helper()
 	var stderr bytes.Buffer
-	cmd := child(mode)
+	cmd := child(mode, "")
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	out := stderr.String()
@@ -140,7 +138,7 @@ func TestGuardChildTruncates(t *testing.T) {
 	m := mapShared(t, f, mapSize)
 	fillHead(m, page)
 
-	cmd := child("truncate", childSizeEnv+"="+strconv.Itoa(page))
+	cmd := child("truncate", strconv.Itoa(page))
 	cmd.ExtraFiles = []*os.File{f}
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "child: %s", out)
@@ -171,7 +169,7 @@ func TestGuardChildTruncatesDuringAccess(t *testing.T) {
 	dst := make([]byte, len(m))
 	require.NoError(t, sigbus.Guard(m, func() { copy(dst, m) }), "populating the mapping")
 
-	cmd := child("truncate", childSizeEnv+"="+strconv.Itoa(page))
+	cmd := child("truncate", strconv.Itoa(page))
 	cmd.ExtraFiles = []*os.File{f}
 	done := make(chan error, 1)
 	require.NoError(t, cmd.Start())
