@@ -1243,8 +1243,3 @@ func TestConnPeerGoneMessagesFirst(t *testing.T) {
 		require.NoError(t, s.Close())
 	})
 }
-
-// connNoGC is testutil.NoGC under its old name, for python_interop_test.go
-// (which is being reworked elsewhere): remove it once that file calls
-// testutil.NoGC.
-func connNoGC(t testing.TB) { testutil.NoGC(t) }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealbuf/sealbuf"
+	"github.com/sealbuf/sealbuf/internal/testutil"
 	"github.com/sealbuf/sealbuf/memfd"
 	"github.com/sealbuf/sealbuf/pool"
 )
@@ -311,7 +312,7 @@ func TestPythonReceive(t *testing.T) {
 // send_files (hostile descriptors); Go receives and refuses what it must.
 func TestPythonSend(t *testing.T) {
 	pyEachType(t, func(t *testing.T, typ int) {
-		connNoGC(t)
+		testutil.NoGC(t)
 		c, sock := pyPair(t, typ)
 		dir := t.TempDir()
 		regular := filepath.Join(dir, "regular")
