@@ -110,6 +110,7 @@ func (c *Conn) Close() error {
 	}
 	c.RecvMu.Lock()
 	c.readers.stop()
+	c.msg.closeFrame()
 	c.RecvMu.Unlock()
 	c.SendMu.Lock()
 	c.writers.stop()

@@ -31,6 +31,18 @@ type msgReader struct {
 	prefix   [FrameLen]byte
 	discard  [512]byte // the part of a header longer than the caller's buffer
 	limitErr error
+
+	// A stream frame in progress, kept across calls: a read that a
+	// context, the read deadline or a kick interrupted mid-frame returns,
+	// and the next one goes on where it stopped (the bytes read so far
+	// cannot be read again). frameFds then holds the frame's descriptors
+	// (Close closes them).
+	inFrame bool
+	pGot    int    // prefix bytes read
+	frame   Frame  // the parsed prefix, once pGot == FrameLen
+	hGot    int    // header bytes read
+	hCap    int    // the header buffer's length: the smallest of the calls' that read this frame
+	saved   []byte // header[:min(hGot, hCap)] of the call that was interrupted
 	// broken: a frame prefix did not parse, so no message boundary can be
 	// found any more (stream sockets).
 	broken error
@@ -67,7 +79,10 @@ func (m *msgReader) recvmsg(fd int) error {
 // more than the limit, nor push the Conn out of step. A header longer than
 // header fails matching io.ErrShortBuffer (the message is consumed). A
 // peer that hung up gives io.EOF, after every message it sent before. ctx
-// (nil: none) bounds the wait. The caller holds RecvMu.
+// (nil: none) bounds the wait; when it (or the read deadline) ends a read
+// inside a stream frame, what was read is kept and the next ReadMsg
+// finishes that frame, so the stream stays in step. The caller holds
+// RecvMu.
 func (c *Conn) ReadMsg(ctx context.Context, header []byte) (n int, fds []int, err error) {
 	m := &c.msg
 	if c.stream {
@@ -119,61 +134,114 @@ func (m *msgReader) readPacket(ctx context.Context, header []byte) (int, []int, 
 	return n, fds, nil
 }
 
-// readFrame receives one frame from a SOCK_STREAM socket.
+// readFrame receives one frame from a SOCK_STREAM socket. A read that an
+// interruption (interrupted) ends mid-frame keeps what it read for the
+// next call, which finishes the frame.
 func (m *msgReader) readFrame(ctx context.Context, header []byte) (int, []int, error) {
 	if m.broken != nil {
 		return 0, nil, m.drainBroken(ctx)
 	}
-	m.frameFds, m.limitErr = m.frameFds[:0], nil
+	if !m.inFrame {
+		m.inFrame = true
+		m.frameFds, m.limitErr = m.frameFds[:0], nil
+		m.pGot, m.hGot, m.hCap = 0, 0, len(header)
+	} else if m.pGot == FrameLen {
+		// Resumed inside the header: give the caller what the interrupted
+		// call had read of it.
+		m.hCap = min(m.hCap, len(header))
+		copy(header[:m.hCap], m.saved[:min(m.hGot, m.hCap)])
+	} else {
+		m.hCap = len(header)
+	}
+	n, err := m.frameBody(ctx, header)
+	if err != nil && interrupted(err) {
+		if m.pGot == FrameLen {
+			m.saved = append(m.saved[:0], header[:min(m.hGot, m.hCap)]...)
+		}
+		return 0, nil, err // the descriptors stay with the frame
+	}
+	m.inFrame = false
+	if cap(m.saved) > len(m.discard) {
+		m.saved = nil // keep no large buffer for the Conn's lifetime
+	}
+	return n, m.frameFds, err
+}
+
+// interrupted reports an error that ends a read but not the frame it was
+// reading: the next read goes on with it.
+func interrupted(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrKicked)
+}
+
+// frameBody reads the rest of the frame in progress.
+func (m *msgReader) frameBody(ctx context.Context, header []byte) (int, error) {
 	prefix := m.prefix[:]
-	for got := 0; got < len(prefix); {
-		n, err := m.readPart(ctx, prefix[got:], -1)
+	for m.pGot < len(prefix) {
+		n, err := m.readPart(ctx, prefix[m.pGot:], -1)
 		if err != nil {
-			if got > 0 || len(m.frameFds) > 0 {
+			if (m.pGot > 0 || len(m.frameFds) > 0) && !interrupted(err) {
 				err = midFrame(err)
 			}
-			return 0, m.frameFds, err
+			return 0, err
 		}
 		if n == 0 {
-			if got == 0 && len(m.frameFds) == 0 && m.limitErr == nil {
-				return 0, nil, io.EOF
+			if m.pGot == 0 && len(m.frameFds) == 0 && m.limitErr == nil {
+				return 0, io.EOF
 			}
-			return 0, m.frameFds, fmt.Errorf("peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
+			return 0, fmt.Errorf("peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
 		}
-		got += n
+		m.pGot += n
+		if m.pGot == len(prefix) {
+			frame, err := ParseFrame(prefix)
+			if err != nil {
+				m.broken = err
+				return 0, fmt.Errorf("%w (the stream is out of step: no message can be found any more; later reads wait for the peer to hang up and then return io.EOF: close the Conn)", err)
+			}
+			m.frame = frame
+			m.check(frame.Files)
+		}
 	}
-	frame, err := ParseFrame(prefix)
-	if err != nil {
-		m.broken = err
-		return 0, m.frameFds, fmt.Errorf("%w (the stream is out of step: no message can be found any more; later reads wait for the peer to hang up and then return io.EOF: close the Conn)", err)
-	}
-	m.check(frame.Files)
+	frame, hCap := m.frame, m.hCap
 	// The header: into the caller's buffer as far as it goes, the rest
 	// read and dropped.
-	for got := 0; got < frame.HeaderLen; {
+	for m.hGot < frame.HeaderLen {
+		got := m.hGot
 		dst := m.discard[:min(len(m.discard), frame.HeaderLen-got)]
-		if got < len(header) {
-			dst = header[got:min(len(header), frame.HeaderLen)]
+		if got < hCap {
+			dst = header[got:min(hCap, frame.HeaderLen)]
 		}
 		n, err := m.readPart(ctx, dst, frame.Files)
 		if err != nil {
-			return 0, m.frameFds, midFrame(err)
+			if !interrupted(err) {
+				err = midFrame(err)
+			}
+			return 0, err
 		}
 		if n == 0 {
-			return 0, m.frameFds, fmt.Errorf("peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
+			return 0, fmt.Errorf("peer hung up inside a frame: %w", io.ErrUnexpectedEOF)
 		}
-		got += n
+		m.hGot += n
 	}
 	if m.limitErr != nil {
-		return 0, m.frameFds, m.limitErr
+		return 0, m.limitErr
 	}
 	if len(m.frameFds) != frame.Files {
-		return 0, m.frameFds, fmt.Errorf("frame announced %d descriptors but carried %d (all closed): %w", frame.Files, len(m.frameFds), ErrMalformed)
+		return 0, fmt.Errorf("frame announced %d descriptors but carried %d (all closed): %w", frame.Files, len(m.frameFds), ErrMalformed)
 	}
-	if frame.HeaderLen > len(header) {
-		return len(header), m.frameFds, fmt.Errorf("%d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", frame.HeaderLen, len(header), len(m.frameFds), io.ErrShortBuffer)
+	if frame.HeaderLen > hCap {
+		return hCap, fmt.Errorf("%d-byte header, larger than the %d-byte buffer (message dropped, its %d descriptors closed): %w", frame.HeaderLen, hCap, len(m.frameFds), io.ErrShortBuffer)
 	}
-	return frame.HeaderLen, m.frameFds, nil
+	return frame.HeaderLen, nil
+}
+
+// closeFrame closes the descriptors of a frame in progress (Close).
+func (m *msgReader) closeFrame() {
+	if m.inFrame {
+		CloseFds(m.frameFds)
+		m.frameFds = m.frameFds[:0]
+		m.inFrame = false
+	}
 }
 
 // drainBroken reads and drops what a peer that broke the stream's framing

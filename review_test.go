@@ -1,0 +1,105 @@
+//go:build linux
+
+package sealbuf_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealbuf/sealbuf/internal/testutil"
+	"github.com/sealbuf/sealbuf/memfd"
+)
+
+// TestConnStreamContextMidFrame: over a stream socket a message may arrive
+// in pieces. A ctx (or the read deadline) that ends the wait between two
+// pieces fails ReceiveContext with ctx's error and leaves the Conn usable,
+// as the contract says: the next Receive gets that very message, whole,
+// with its descriptor, and nothing leaks. A Close while a frame is half
+// read leaks nothing either.
+func TestConnStreamContextMidFrame(t *testing.T) {
+	header := []byte("a header that arrives in pieces")
+	frame := append(connFrame(len(header), 1), header...)
+	for _, cut := range []int{3, 8, 8 + 5} { // inside the prefix, after it, inside the header
+		t.Run("", func(t *testing.T) {
+			testutil.NoGC(t)
+			before := testutil.Snap(t)
+			b, peer := connRawPair(t, unix.SOCK_STREAM)
+			mfd := connMemfd(t, []byte("payload"), memfd.SealShrink|memfd.SealGrow|memfd.SealWrite)
+			// The first piece carries the descriptor, as the framing says.
+			connRawSend(t, peer, frame[:cut], mfd)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			_, bufs, err := b.ReceiveContext(ctx, make([]byte, 64))
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			require.Nil(t, bufs)
+
+			// The read deadline, the same way.
+			require.NoError(t, b.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+			_, _, err = b.Receive(make([]byte, 64))
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			require.NoError(t, b.SetReadDeadline(time.Time{}))
+
+			connRawSend(t, peer, frame[cut:])
+			h := make([]byte, 64)
+			n, bufs, err := b.Receive(h)
+			require.NoError(t, err, "the Conn is out of step after a ctx ended mid-frame")
+			require.Equal(t, string(header), string(h[:n]))
+			require.Len(t, bufs, 1)
+			require.Equal(t, "payload", string(bufs[0].Bytes()))
+			connCloseAll(bufs)
+
+			// Half a frame again, then Close: its descriptor is closed.
+			connRawSend(t, peer, frame[:cut], mfd)
+			ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			_, _, err = b.ReceiveContext(ctx, make([]byte, 64))
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			require.NoError(t, b.Close())
+			require.NoError(t, peer.Close())
+			require.NoError(t, mfd.Close())
+			testutil.RequireFlat(t, before)
+		})
+	}
+}
+
+// TestConnStreamContextMidFrameSmallerBuffer: a frame interrupted inside
+// its header and finished by a call with a smaller buffer fails matching
+// io.ErrShortBuffer (its descriptor closed), and the next frame reads
+// whole.
+func TestConnStreamContextMidFrameSmallerBuffer(t *testing.T) {
+	testutil.NoGC(t)
+	before := testutil.Snap(t)
+	b, peer := connRawPair(t, unix.SOCK_STREAM)
+	mfd := connMemfd(t, []byte("payload"), memfd.SealShrink|memfd.SealGrow|memfd.SealWrite)
+	header := []byte("twenty bytes header!")
+	frame := append(connFrame(len(header), 1), header...)
+	connRawSend(t, peer, frame[:12], mfd)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, _, err := b.ReceiveContext(ctx, make([]byte, 64))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	connRawSend(t, peer, frame[12:])
+	h := make([]byte, 10)
+	n, bufs, err := b.Receive(h)
+	require.ErrorIs(t, err, io.ErrShortBuffer)
+	require.Nil(t, bufs)
+	require.Equal(t, 10, n)
+	require.Equal(t, string(header[:10]), string(h))
+
+	connRawSend(t, peer, append(connFrame(4, 0), "next"...))
+	h = make([]byte, 64)
+	n, _, err = b.Receive(h)
+	require.NoError(t, err)
+	require.Equal(t, "next", string(h[:n]))
+	require.NoError(t, b.Close())
+	require.NoError(t, peer.Close())
+	require.NoError(t, mfd.Close())
+	testutil.RequireFlat(t, before)
+}
