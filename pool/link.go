@@ -60,7 +60,11 @@ type link struct {
 	mmEntry int
 	mmN     int // entries filled by the last recvmmsg
 	mmNext  int // next entry Receive hands out
-	mmOp    func(fd int) error
+	// mmAtt: what closeAttached said of each entry's control data, closed
+	// as soon as the batch is read (an entry never handed out, at Close,
+	// must not keep a peer's descriptors open).
+	mmAtt [poolDrain]error
+	mmOp  func(fd int) error
 
 	// Stream input, buffered, under c.RecvMu: only the hello carries
 	// descriptors, so reading past a frame's end is harmless.
@@ -344,7 +348,8 @@ func (l *link) recvMessage(ctx context.Context, header []byte) (rec poolRecord, 
 	}
 	rec, err = parsePoolRecord(buf[:min(n, poolRecordLen)], poolKindMessage)
 	recOK = err == nil
-	if ferr := closeAttached(l.mmOOB[i][:oobn], flags); ferr != nil {
+	if ferr := l.mmAtt[i]; ferr != nil {
+		l.mmAtt[i] = nil
 		return rec, 0, recOK, ferr
 	}
 	if err != nil {
@@ -369,6 +374,10 @@ func (l *link) readBatch(ctx context.Context, mode wire.ReadMode) error {
 	for {
 		l.mmN = 0
 		err := l.c.Read(ctx, "recvmmsg", l.mmOp, mode, flush)
+		for i := range l.mmN {
+			h := &l.mm[i]
+			l.mmAtt[i] = closeAttached(l.mmOOB[i][:h.Hdr.Controllen], int(h.Hdr.Flags))
+		}
 		if err != wire.ErrFlush {
 			return err
 		}
