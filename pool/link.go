@@ -720,19 +720,17 @@ func (l *link) streamRead(fd int) error {
 
 // ioError translates a transport error for the pool's callers: a peer that
 // hung up matches io.EOF, a closed Conn os.ErrClosed; context errors, the
-// pool's own and wire's sentinels pass unchanged.
+// pool's own and wire's sentinels, and errors translated already pass
+// unchanged.
 func ioError(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, wire.ErrKicked), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ErrProtocol), errors.Is(err, wire.ErrWouldBlock):
+		errors.Is(err, ErrProtocol), errors.Is(err, wire.ErrWouldBlock), err == io.EOF:
 		return err
-	case errors.Is(err, io.EOF):
-		if strings.HasPrefix(err.Error(), "pool: ") || err == io.EOF {
-			return err
-		}
-		return fmt.Errorf("pool: %s: %w", op, err)
+	case strings.HasPrefix(err.Error(), "pool: "): // translated already (a futex pool's wait)
+		return err
 	case errors.Is(err, os.ErrClosed):
 		return fmt.Errorf("pool: %s: %w", op, os.ErrClosed)
 	}

@@ -84,7 +84,7 @@ func Accept(c *sealbuf.Conn, opts ...Option) (*Reader, error) {
 	}
 	h, file, mem, seals, ring, err := openPool(hb[:n], files, maxSize)
 	if err != nil {
-		return nil, fmt.Errorf("pool: accept: %w", err)
+		return nil, withOp("accept", err)
 	}
 	link := newLink(w, poolRecordLen+h.maxHeader)
 	r := &Reader{
@@ -125,11 +125,11 @@ func openPool(hello []byte, files []*os.File, maxSize int64) (h poolHello, file 
 	if h.ring {
 		rfile, info, err := memfd.Adopt(files[1])
 		if err != nil {
-			return h, nil, nil, 0, nil, fmt.Errorf("the ring: %w", err)
+			return h, nil, nil, 0, nil, withOp("the ring", err)
 		}
 		files[1] = nil
 		if ring, err = openRing(rfile, info, h); err != nil {
-			return h, nil, nil, 0, nil, fmt.Errorf("the ring: %w", err)
+			return h, nil, nil, 0, nil, withOp("the ring", err)
 		}
 	}
 	h, file, mem, seals, err = openSlots(h, files[0], maxSize)

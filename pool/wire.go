@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/sealbuf/sealbuf/internal/mmap"
 )
@@ -205,6 +206,22 @@ func parsePoolRecord(b []byte, kind byte) (poolRecord, error) {
 	}
 	return r, nil
 }
+
+// prefixed is err under "pool: op: ", which says "pool:" once however
+// deep the op nests: err's own "pool: " prefix is dropped from the text
+// (errors.Is and errors.As still reach err).
+type prefixed struct {
+	op  string
+	err error
+}
+
+func withOp(op string, err error) error { return &prefixed{op, err} }
+
+func (e *prefixed) Error() string {
+	return "pool: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "pool: ")
+}
+
+func (e *prefixed) Unwrap() error { return e.err }
 
 // poolProtoError formats a peer's protocol violation: it matches
 // ErrProtocol and, when not nil, the precise sentinel.
