@@ -153,7 +153,9 @@ func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
 // comes first). A cancelled or expired ctx fails with an error matching
 // ctx.Err(), before anything of the message was sent; the Conn stays
 // usable. (Over a stream socket, a frame that has begun to go out is
-// always finished: the peer would otherwise lose the stream's framing.)
+// always finished: the peer would otherwise lose the stream's framing.
+// Only the write deadline can cut it short; that Send and every later one
+// then fail saying the stream is out of step: close the Conn.)
 func (c *Conn) SendContext(ctx context.Context, header []byte, bufs ...*Sealed) error {
 	c.w.SendMu.Lock()
 	defer c.w.SendMu.Unlock()

@@ -103,3 +103,31 @@ func TestConnStreamContextMidFrameSmallerBuffer(t *testing.T) {
 	require.NoError(t, mfd.Close())
 	testutil.RequireFlat(t, before)
 }
+
+// TestConnStreamSendCutShort: a Send over a stream socket that the write
+// deadline ends after part of its frame went out leaves the peer mid-frame.
+// A later Send must not write a new frame there (the peer would read it
+// as the rest of the first one: a corrupted header delivered as good, or
+// descriptors refused): it fails, saying the stream is out of step.
+func TestConnStreamSendCutShort(t *testing.T) {
+	a, peer := connRawPair(t, unix.SOCK_STREAM)
+	require.NoError(t, a.SetWriteDeadline(time.Now().Add(50*time.Millisecond)))
+	err := a.Send(make([]byte, 4<<20)) // far more than the socket holds
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.Contains(t, err.Error(), "out of step", "the error says the Conn is done for")
+	require.NoError(t, a.SetWriteDeadline(time.Now().Add(time.Second)))
+	// The peer reads what came, so that there is room again.
+	buf := make([]byte, 1<<20)
+	rc, err := peer.SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		for {
+			if n, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT); err != nil || n <= 0 {
+				return
+			}
+		}
+	}))
+	err = a.Send([]byte("next"))
+	require.Error(t, err, "a new frame was written in the middle of one cut short")
+	require.Contains(t, err.Error(), "out of step")
+}

@@ -47,6 +47,7 @@ type Conn struct {
 	sNoWait  bool
 	sPartial bool
 	sErr     error
+	sBroken  error // a frame was cut short: every later send fails (streams)
 	sFn      func(uintptr) bool
 
 	// One read, under RecvMu (read.go).

@@ -18,10 +18,15 @@ import (
 // noWait, a socket too full to take any of the message drops it and
 // returns ErrWouldBlock (once part of a frame went out, the rest is
 // written whatever it costs). ctx bounds a wait for room (nil: none but the
-// write deadline). The caller holds SendMu.
+// write deadline). A frame that the write deadline (or an error) cuts
+// short leaves the peer inside it: that send and every later one fail
+// matching ErrOutOfStep. The caller holds SendMu.
 func (c *Conn) Send(ctx context.Context, a, b, oob []byte, files int, noWait bool) error {
 	if c.rcErr != nil {
 		return Err(c.rcErr)
+	}
+	if c.sBroken != nil {
+		return c.sBroken
 	}
 	c.sParts = [3][]byte{nil, a, b}
 	if c.stream {
@@ -43,18 +48,28 @@ func (c *Conn) Send(ctx context.Context, a, b, oob []byte, files int, noWait boo
 			// peer loses the stream's framing. Only the write deadline
 			// set through the Conn bounds this.
 			if werr := c.rc.Write(c.sFn); werr != nil {
-				err = fmt.Errorf("%w (and the rest of a frame already begun could not be sent: the stream is out of step, close the Conn: %w)", err, werr)
+				err = fmt.Errorf("%w (and the rest of the frame already begun could not be sent: %w)", err, werr)
 			} else {
 				err = nil
 			}
 		}
 	}
-	c.sParts, c.sOOB = [3][]byte{}, nil // keep nothing of the caller's
 	if err == nil {
 		err = c.sErr
 	}
+	if err != nil && c.stream && c.sPartial && len(c.sParts[0])+len(c.sParts[1])+len(c.sParts[2]) > 0 {
+		// A frame cut short (the write deadline, an error): the peer is
+		// inside it, and would read the next frame as its rest.
+		c.sBroken = fmt.Errorf("a frame was cut short (%v): the stream is out of step, close the Conn: %w", err, ErrOutOfStep)
+		err = fmt.Errorf("%w (the frame was cut short: the stream is out of step, close the Conn: %w)", err, ErrOutOfStep)
+	}
+	c.sParts, c.sOOB = [3][]byte{}, nil // keep nothing of the caller's
 	return Err(err)
 }
+
+// ErrOutOfStep is matched by every send on a stream socket after one that
+// was cut short mid-frame: no later frame could be found by the peer.
+var ErrOutOfStep = errors.New("stream out of step")
 
 func (c *Conn) doSend(fd uintptr) bool {
 	for {
