@@ -157,7 +157,9 @@ func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
 // Only the write deadline can cut it short; that Send and every later one
 // then fail saying the stream is out of step: close the Conn.)
 func (c *Conn) SendContext(ctx context.Context, header []byte, bufs ...*Sealed) error {
-	c.w.SendMu.Lock()
+	if err := c.w.SendMu.LockContext(ctx); err != nil {
+		return err // waiting behind another Send
+	}
 	defer c.w.SendMu.Unlock()
 	// A copy, so that bufs (often Send's own variadic slice) does not
 	// escape into the Conn: Send then allocates nothing.

@@ -40,7 +40,9 @@ func (c *Conn) Receive(header []byte) (n int, bufs []*Sealed, err error) {
 // first). A cancelled or expired ctx fails with an error matching
 // ctx.Err(), with no message consumed; the Conn stays usable.
 func (c *Conn) ReceiveContext(ctx context.Context, header []byte) (n int, bufs []*Sealed, err error) {
-	c.w.RecvMu.Lock()
+	if err := c.w.RecvMu.LockContext(ctx); err != nil {
+		return 0, nil, err // waiting behind another Receive
+	}
 	defer c.w.RecvMu.Unlock()
 	n, fds, err := c.receive(ctx, header)
 	if err != nil || len(fds) == 0 {

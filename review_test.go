@@ -131,3 +131,60 @@ func TestConnStreamSendCutShort(t *testing.T) {
 	require.Error(t, err, "a new frame was written in the middle of one cut short")
 	require.Contains(t, err.Error(), "out of step")
 }
+
+// TestConnContextWaitsItsTurn: Receives (and Sends) are serialised. A
+// ReceiveContext that waits its turn behind a Receive blocked with no
+// context still ends with its ctx, as does a SendContext behind a Send
+// blocked on a full socket; both Conns stay usable.
+func TestConnContextWaitsItsTurn(t *testing.T) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
+		a, b := pair(t, typ)
+		blocked := make(chan error, 1)
+		go func() {
+			_, bufs, err := b.Receive(make([]byte, 64)) // no message yet
+			connCloseAll(bufs)
+			blocked <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, connReceiveWithin(t, ctx, b), context.DeadlineExceeded)
+		require.NoError(t, a.Send([]byte("for the first")))
+		require.NoError(t, <-blocked)
+		connRequireNext(t, a, b)
+
+		// Sends: fill the socket, block one Send, then one with a ctx.
+		big := make([]byte, 64<<10)
+		if typ == unix.SOCK_SEQPACKET {
+			big = big[:4<<10]
+		}
+		for {
+			require.NoError(t, a.SetWriteDeadline(time.Now().Add(20*time.Millisecond)))
+			if err := a.Send(big); err != nil {
+				require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+				break
+			}
+		}
+		if typ == unix.SOCK_STREAM {
+			return // the Send the deadline ended was cut short: the stream is done
+		}
+		require.NoError(t, a.SetWriteDeadline(time.Time{}))
+		sent := make(chan error, 1)
+		go func() { sent <- a.Send(big) }()
+		time.Sleep(20 * time.Millisecond)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			done <- a.SendContext(ctx, []byte("ctx"))
+		}()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		case <-time.After(5 * time.Second):
+			t.Fatal("SendContext waiting its turn ignored its ctx")
+		}
+		require.NoError(t, a.Close()) // ends the blocked Send
+		<-sent
+	})
+}

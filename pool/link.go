@@ -187,7 +187,9 @@ func (l *link) close() error {
 // sendRecord sends one record and header as one message; ctx (nil: none)
 // bounds a wait for room on the socket.
 func (l *link) sendRecord(ctx context.Context, r poolRecord, header []byte) error {
-	l.c.SendMu.Lock()
+	if err := l.c.SendMu.LockContext(ctx); err != nil {
+		return err // waiting behind another send (a Release blocked on a full socket)
+	}
 	defer l.c.SendMu.Unlock()
 	r.put(l.sRec[:])
 	return ioError("send", l.c.Send(ctx, l.sRec[:], header, nil, 0, false))
@@ -289,13 +291,19 @@ func (l *link) flushBeforeWait(ctx context.Context) (busy bool, err error) {
 }
 
 // flushLocked sends the queued release records; with noWait, a socket
-// with no room keeps them queued and returns wire.ErrWouldBlock. The
-// caller holds relMu.
+// with no room (or another send in progress) keeps them queued and returns
+// wire.ErrWouldBlock. The caller holds relMu.
 func (l *link) flushLocked(ctx context.Context, noWait bool) error {
 	if l.relN == 0 {
 		return nil
 	}
-	l.c.SendMu.Lock()
+	if noWait {
+		if !l.c.SendMu.TryLock() {
+			return wire.ErrWouldBlock // another send holds the Conn: try again later
+		}
+	} else if err := l.c.SendMu.LockContext(ctx); err != nil {
+		return err
+	}
 	err := ioError("send releases", l.c.Send(ctx, l.relBuf[:l.relN*poolRecordLen], nil, nil, 0, noWait))
 	l.c.SendMu.Unlock()
 	if err == nil || errors.Is(err, io.EOF) { // a producer that is gone needs none
@@ -323,7 +331,9 @@ func (l *link) flushLocked(ctx context.Context, noWait bool) error {
 // recvMessage stores queued before it loads relAny: one of them sees the
 // other, so a held-back release is never forgotten.)
 func (l *link) recvMessage(ctx context.Context, header []byte) (rec poolRecord, hn int, recOK bool, err error) {
-	l.c.RecvMu.Lock()
+	if err := l.c.RecvMu.LockContext(ctx); err != nil {
+		return rec, 0, false, err // waiting behind another Receive
+	}
 	defer l.c.RecvMu.Unlock()
 	if l.ring != nil {
 		return l.ringRecv(ctx, header)

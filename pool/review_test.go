@@ -72,3 +72,34 @@ func TestPoolReviewErrorPrefix(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolReviewHandBackWhileReleaseBlocked: a producer that never reads
+// its full socket; one goroutine's View.Release blocks sending (it may:
+// only the write deadline bounds it). Receive(ctx) on another goroutine
+// refuses a message and hands its slot back: it must still end with its
+// ctx, not wait behind the blocked Release for the Conn's send lock.
+func TestPoolReviewHandBackWhileReleaseBlocked(t *testing.T) {
+	for _, st := range testutil.SockTypes {
+		t.Run(st.Name, func(t *testing.T) {
+			pc, cons, r := hostileProducerRaw(t, st.Type, 2, 100)
+			require.NoError(t, pc.Send(poolRecord('M', 0, 1, 1)))
+			v, _, err := r.Receive(context.Background(), nil)
+			require.NoError(t, err)
+			fillSocket(t, cons)
+			released := make(chan error, 1)
+			go func() { released <- v.Release() }() // blocks: the socket is full
+			time.Sleep(20 * time.Millisecond)
+			require.NoError(t, pc.Send(poolRecord('M', 1, 1, 101))) // a length past the slot: handed back
+			err = hostileWithin(t, 5*time.Second, "Receive handing a slot back while a Release blocks", func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				defer cancel()
+				_, _, err := r.Receive(ctx, nil)
+				return err
+			})
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			require.ErrorIs(t, err, pool.ErrBadLength)
+			require.NoError(t, r.Close())
+			<-released
+		})
+	}
+}

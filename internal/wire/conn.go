@@ -23,7 +23,8 @@ import (
 //
 // SendMu serialises writers and RecvMu readers; the methods say which the
 // caller must hold. Their fields are scratch space of the call that holds
-// the lock.
+// the lock. A call under a context takes them with LockContext, so that
+// waiting its turn obeys the context too.
 type Conn struct {
 	uc     *net.UnixConn
 	rc     syscall.RawConn
@@ -31,8 +32,8 @@ type Conn struct {
 	stream bool
 	wait   Wait
 
-	SendMu sync.Mutex
-	RecvMu sync.Mutex
+	SendMu Mutex
+	RecvMu Mutex
 
 	// Deadlines set through SetReadDeadline/SetWriteDeadline, which the
 	// context waiters restore after they moved them.
@@ -69,6 +70,8 @@ type Conn struct {
 // descriptors of one message ReadMsg accepts.
 func New(uc *net.UnixConn, maxFiles int, w Wait) *Conn {
 	c := &Conn{uc: uc, wait: w.Clamp()}
+	c.SendMu.init()
+	c.RecvMu.init()
 	c.rc, c.rcErr = uc.SyscallConn()
 	c.stream = c.sockType() == unix.SOCK_STREAM
 	c.sFn = c.doSend
