@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -187,4 +188,40 @@ func TestConnContextWaitsItsTurn(t *testing.T) {
 		require.NoError(t, a.Close()) // ends the blocked Send
 		<-sent
 	})
+}
+
+// TestConnDeadlineRace: SetReadDeadline may be called while a
+// ReceiveContext waits (another goroutine moves the Conn's deadline). The
+// ctx's cancellation must still end the call, and the deadline set last
+// must be the one in force afterwards.
+func TestConnDeadlineRace(t *testing.T) {
+	a, b := pair(t, unix.SOCK_SEQPACKET)
+	_ = a
+	far := time.Now().Add(time.Hour)
+	for i := range 3000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := b.ReceiveContext(ctx, make([]byte, 8))
+			done <- err
+		}()
+		for !b.ReadBlockedForTest() {
+			runtime.Gosched()
+		}
+		go cancel()
+		for range i % 4 {
+			runtime.Gosched()
+		}
+		require.NoError(t, b.SetReadDeadline(far))
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, context.Canceled)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("iteration %d: the cancellation was lost: ReceiveContext still blocked", i)
+		}
+	}
+	// The deadline set last is in force.
+	require.NoError(t, b.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+	_, _, err := b.Receive(make([]byte, 8))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 }

@@ -4,9 +4,14 @@ package pool_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +105,155 @@ func TestPoolReviewHandBackWhileReleaseBlocked(t *testing.T) {
 			require.ErrorIs(t, err, pool.ErrBadLength)
 			require.NoError(t, r.Close())
 			<-released
+		})
+	}
+}
+
+// TestPoolReviewStress runs producers (Acquire with contexts that end at
+// random, Send, Discard, TryAcquire, Free, WaitIdle) against a consumer
+// (Receive with contexts that end at random, Release, Flush) on several
+// goroutines, then closes both sides while everything is in flight: no
+// hang, no panic, no race (run it with -race), and only the errors the
+// API names.
+func TestPoolReviewStress(t *testing.T) {
+	for k, fl := range poolFlavors {
+		t.Run(fl.Name, func(t *testing.T) {
+			p, r := newPoolPair(t, fl.Type, 4, 256, pool.WithMaxHeader(32))
+			var sent, received atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			okErr := func(err error) bool {
+				return err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+					errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, pool.ErrFull)
+			}
+			var bad atomic.Value
+			note := func(what string, err error) {
+				if !okErr(err) {
+					bad.CompareAndSwap(nil, fmt.Errorf("%s: %w", what, err))
+				}
+			}
+			ctxFor := func(i int) (context.Context, context.CancelFunc) {
+				switch i % 3 {
+				case 0:
+					return context.WithTimeout(context.Background(), time.Duration(i%7)*100*time.Microsecond)
+				case 1:
+					ctx, cancel := context.WithCancel(context.Background())
+					time.AfterFunc(time.Duration(i%5)*50*time.Microsecond, cancel)
+					return ctx, cancel
+				}
+				return context.Background(), func() {}
+			}
+			for g := range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := g; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						ctx, cancel := ctxFor(i)
+						var s pool.Slot
+						var err error
+						switch i % 11 {
+						case 3:
+							s, err = p.TryAcquire()
+						case 7:
+							_ = p.Free()
+							err = p.WaitIdle(ctx)
+							note("wait idle", err)
+							cancel()
+							continue
+						default:
+							s, err = p.Acquire(ctx)
+						}
+						cancel()
+						note("acquire", err)
+						if err != nil {
+							if errors.Is(err, os.ErrClosed) {
+								return
+							}
+							continue
+						}
+						if i%5 == 0 {
+							note("discard", s.Discard())
+							continue
+						}
+						if b := s.Bytes(); b != nil {
+							b[0] = byte(i)
+						}
+						err = s.Send(1+i%256, []byte("hdr"))
+						note("send", err)
+						if err == nil {
+							sent.Add(1)
+						}
+						if err != nil && !errors.Is(err, io.EOF) {
+							_ = s.Discard()
+						}
+					}
+				}()
+			}
+			for g := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					hdr := make([]byte, 32)
+					for i := g; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						ctx, cancel := ctxFor(i)
+						v, _, err := r.Receive(ctx, hdr)
+						cancel()
+						note("receive", err)
+						if err != nil {
+							if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+								return
+							}
+							continue
+						}
+						received.Add(1)
+						_ = v.CopyTo(hdr)
+						if i%4 == 0 {
+							note("flush", r.Flush())
+						}
+						note("release", v.Release())
+					}
+				}()
+			}
+			time.Sleep(300 * time.Millisecond)
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				if k%2 == 0 {
+					r.Close()
+					p.Close()
+				} else {
+					p.Close()
+					r.Close()
+				}
+			}()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close hangs")
+			}
+			close(stop)
+			waited := make(chan struct{})
+			go func() { wg.Wait(); close(waited) }()
+			select {
+			case <-waited:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a call hangs after Close")
+			}
+			if err, _ := bad.Load().(error); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d sent, %d received", sent.Load(), received.Load())
+			require.NotZero(t, received.Load())
 		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -35,10 +34,9 @@ type Conn struct {
 	SendMu Mutex
 	RecvMu Mutex
 
-	// Deadlines set through SetReadDeadline/SetWriteDeadline, which the
-	// context waiters restore after they moved them.
-	dlMu             sync.Mutex
-	readDL, writeDL  time.Time
+	// The context waiters, which also keep the deadlines set through
+	// SetReadDeadline/SetWriteDeadline, to restore them after they moved
+	// the socket's.
 	readers, writers waiter
 
 	// One send, under SendMu (send.go).
@@ -76,8 +74,8 @@ func New(uc *net.UnixConn, maxFiles int, w Wait) *Conn {
 	c.stream = c.sockType() == unix.SOCK_STREAM
 	c.sFn = c.doSend
 	c.rFn = c.doRead
-	c.readers.init(uc.SetReadDeadline, c.readDeadline)
-	c.writers.init(uc.SetWriteDeadline, c.writeDeadline)
+	c.readers.init(uc.SetReadDeadline)
+	c.writers.init(uc.SetWriteDeadline)
 	c.msg.init(c, maxFiles)
 	return c
 }
@@ -126,30 +124,12 @@ func (c *Conn) Close() error {
 // honour with or without a context (a context's deadline, when earlier,
 // takes its place for that call only).
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.dlMu.Lock()
-	defer c.dlMu.Unlock()
-	c.readDL = t
-	return Err(c.uc.SetReadDeadline(t))
+	return Err(c.readers.setOwn(t))
 }
 
 // SetWriteDeadline is SetReadDeadline for sends.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.dlMu.Lock()
-	defer c.dlMu.Unlock()
-	c.writeDL = t
-	return Err(c.uc.SetWriteDeadline(t))
-}
-
-func (c *Conn) readDeadline() time.Time {
-	c.dlMu.Lock()
-	defer c.dlMu.Unlock()
-	return c.readDL
-}
-
-func (c *Conn) writeDeadline() time.Time {
-	c.dlMu.Lock()
-	defer c.dlMu.Unlock()
-	return c.writeDL
+	return Err(c.writers.setOwn(t))
 }
 
 // ErrWouldBlock is returned by a read that must not block and found

@@ -18,14 +18,19 @@ import (
 // started on first need and stopped by stop. When the call ends the
 // deadline set through the Conn is put back. Only one call blocks at a
 // time (the caller holds the Conn's RecvMu or SendMu).
+//
+// Every change of the socket's deadline goes through the waiter, under its
+// mu: the Conn's SetReadDeadline (setOwn) cannot undo a kick or a
+// context's deadline in force, nor be undone by end.
 type waiter struct {
 	set func(time.Time) error // the socket's SetReadDeadline or SetWriteDeadline
-	own func() time.Time      // the deadline set through the Conn
 
 	mu      sync.Mutex
-	blocked bool // a call is between begin and end
-	kicked  bool // and its deadline was moved into the past
-	pending bool // a kick came while no call was blocked: the next begin returns ErrKicked
+	own     time.Time // the deadline set through the Conn
+	ctxDL   time.Time // the blocked call's context's deadline, when the socket has it (else zero)
+	blocked bool      // a call is between begin and end
+	kicked  bool      // and its deadline was moved into the past
+	pending bool      // a kick came while no call was blocked: the next begin returns ErrKicked
 
 	started bool
 	stopped bool
@@ -37,8 +42,27 @@ type waiter struct {
 
 var longAgo = time.Unix(1, 0)
 
-func (w *waiter) init(set func(time.Time) error, own func() time.Time) {
-	w.set, w.own = set, own
+func (w *waiter) init(set func(time.Time) error) {
+	w.set = set
+}
+
+// setOwn sets the deadline of the Conn's calls: the socket's at once,
+// unless a blocked call moved the socket's (a kick, or its context's
+// earlier deadline), in which case end puts this one in place.
+func (w *waiter) setOwn(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.own = t
+	if w.kicked {
+		return nil
+	}
+	if !w.ctxDL.IsZero() {
+		if t.IsZero() || w.ctxDL.Before(t) {
+			return nil // the context's deadline comes first
+		}
+		w.ctxDL = time.Time{} // this one does: in force from now
+	}
+	return w.set(t)
 }
 
 // token records what begin set up, for end to undo.
@@ -60,11 +84,10 @@ func (w *waiter) begin(ctx context.Context) (token, error) {
 		return tok, ErrKicked
 	}
 	w.blocked = true
-	if dl, ok := ctx.Deadline(); ok {
-		if own := w.own(); own.IsZero() || dl.Before(own) {
-			w.set(dl)
-			tok.deadline = true
-		}
+	if dl, ok := ctx.Deadline(); ok && (w.own.IsZero() || dl.Before(w.own)) {
+		w.set(dl)
+		w.ctxDL = dl
+		tok.deadline = true
 	}
 	tok.watched = ctx.Done() != nil && w.startLocked()
 	w.mu.Unlock()
@@ -85,8 +108,10 @@ func (w *waiter) end(ctx context.Context, tok token, err error) error {
 	kicked := w.kicked
 	w.kicked = false
 	if kicked || tok.deadline {
-		w.set(w.own())
+		w.set(w.own)
 	}
+	w.ctxDL = time.Time{}
+	own := w.own
 	w.mu.Unlock()
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
@@ -97,10 +122,8 @@ func (w *waiter) end(ctx context.Context, tok token, err error) error {
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		return context.DeadlineExceeded
 	}
-	if kicked {
-		if own := w.own(); own.IsZero() || time.Now().Before(own) {
-			return ErrKicked
-		}
+	if kicked && (own.IsZero() || time.Now().Before(own)) {
+		return ErrKicked
 	}
 	return err
 }
