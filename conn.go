@@ -158,7 +158,7 @@ func (c *Conn) Send(header []byte, bufs ...*Sealed) error {
 // then fail saying the stream is out of step: close the Conn.)
 func (c *Conn) SendContext(ctx context.Context, header []byte, bufs ...*Sealed) error {
 	if err := c.w.SendMu.LockContext(ctx); err != nil {
-		return err // waiting behind another Send
+		return fmt.Errorf("sealbuf: send: waiting behind another Send: %w", err)
 	}
 	defer c.w.SendMu.Unlock()
 	// A copy, so that bufs (often Send's own variadic slice) does not
