@@ -60,8 +60,8 @@ func (c *Conn) Send(ctx context.Context, a, b, oob []byte, files int, noWait boo
 	if err != nil && c.stream && c.sPartial && len(c.sParts[0])+len(c.sParts[1])+len(c.sParts[2]) > 0 {
 		// A frame cut short (the write deadline, an error): the peer is
 		// inside it, and would read the next frame as its rest.
-		c.sBroken = fmt.Errorf("a frame was cut short (%v): the stream is out of step, close the Conn: %w", err, ErrOutOfStep)
-		err = fmt.Errorf("%w (the frame was cut short: the stream is out of step, close the Conn: %w)", err, ErrOutOfStep)
+		c.sBroken = fmt.Errorf("an earlier frame was cut short (%v): %w; close the Conn", err, ErrOutOfStep)
+		err = fmt.Errorf("%w (the frame was cut short: %w; close the Conn)", err, ErrOutOfStep)
 	}
 	c.sParts, c.sOOB = [3][]byte{}, nil // keep nothing of the caller's
 	return Err(err)
@@ -69,7 +69,7 @@ func (c *Conn) Send(ctx context.Context, a, b, oob []byte, files int, noWait boo
 
 // ErrOutOfStep is matched by every send on a stream socket after one that
 // was cut short mid-frame: no later frame could be found by the peer.
-var ErrOutOfStep = errors.New("stream out of step")
+var ErrOutOfStep = errors.New("the stream is out of step")
 
 func (c *Conn) doSend(fd uintptr) bool {
 	for {
