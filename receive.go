@@ -116,7 +116,7 @@ func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) 
 // descriptors (in scratch space of the Conn, valid until the next read); on
 // failure they are closed.
 func (c *Conn) receive(ctx context.Context, header []byte) (int, []int, error) {
-	n, fds, err := c.w.ReadMsg(ctx, header)
+	n, fds, err := c.w.ReadMsg(plainContext(ctx), header)
 	if err != nil && err != io.EOF && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("sealbuf: receive: %w", err)
 	}
