@@ -219,7 +219,7 @@ func (c *Conn) sendLocked(ctx context.Context, header []byte, items sendItems) e
 		return fmt.Errorf("sealbuf: send: %d-byte header, more than the stream framing's %d", len(header), wire.MaxHeader)
 	}
 	c.sendFds = c.sendFds[:0]
-	c.sendCtx, c.sendHeader, c.sendItems = ctx, header, items
+	c.sendCtx, c.sendHeader, c.sendItems = plainContext(ctx), header, items
 	err := c.borrowFrom()
 	c.sendCtx, c.sendHeader, c.sendItems = nil, nil, sendItems{} // keep nothing of the caller's
 	if err != nil {
@@ -280,4 +280,15 @@ func (c *Conn) borrowFile(i int) error {
 		return fmt.Errorf("file %d (%s): %w", i, f.Name(), os.ErrClosed)
 	}
 	return ferr
+}
+
+// plainContext returns nil for context.Background (Send and Receive pass
+// it), which has no deadline and is never done: the transport then waits
+// without the context waiter, whose lock, deadline and kick bookkeeping
+// it would only pay for on every message.
+func plainContext(ctx context.Context) context.Context {
+	if ctx == context.Background() {
+		return nil
+	}
+	return ctx
 }

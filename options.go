@@ -53,6 +53,11 @@ func WithTransparentHugePages() Option {
 }
 
 func newOptions(opts []Option) options {
+	if len(opts) == 0 {
+		// Not through a pointer: the loop below makes o escape to the
+		// heap, an allocation per FromBytes and New.
+		return options{name: "sealbuf"}
+	}
 	o := options{name: "sealbuf"}
 	for _, opt := range opts {
 		opt(&o)

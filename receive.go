@@ -130,7 +130,7 @@ func (c *Conn) ReceiveFiles(header []byte) (n int, files []*os.File, err error) 
 // failure they are closed. A header-only message is counted here as
 // received; one with descriptors is counted by the caller.
 func (c *Conn) receive(ctx context.Context, header []byte) (int, []int, error) {
-	n, fds, err := c.w.ReadMsg(ctx, header)
+	n, fds, err := c.w.ReadMsg(plainContext(ctx), header)
 	if err != nil {
 		c.stats.readRefused(err)
 	} else if len(fds) == 0 {

@@ -49,8 +49,8 @@ var noexecUnsupported atomic.Bool
 // The caller owns the result and must Close it.
 func Create(name string, opts ...Option) (*File, error) {
 	var c createConfig
-	for _, o := range opts {
-		o(&c)
+	if len(opts) > 0 {
+		c = configure(opts)
 	}
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	if c.hugeTLB {
@@ -64,7 +64,20 @@ func Create(name string, opts ...Option) (*File, error) {
 	if err != nil {
 		return nil, opError(name, "create", os.NewSyscallError("memfd_create", err))
 	}
-	return &File{f: os.NewFile(uintptr(fd), "memfd:"+name), name: name}, nil
+	// The *os.File's own name never reaches the caller (opError names the
+	// memfd itself): a constant spares building "memfd:"+name each time.
+	return &File{f: os.NewFile(uintptr(fd), "memfd"), name: name}, nil
+}
+
+// configure applies opts. Apart from Create, so that Create's config does
+// not escape to the heap (the options take a pointer to it) when there are
+// none.
+func configure(opts []Option) createConfig {
+	var c createConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
 }
 
 // memfdCreate runs the creation ladder: never without MFD_ALLOW_SEALING; on

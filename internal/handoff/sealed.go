@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -162,8 +163,20 @@ func newSealedProducer(sock *os.File, size int) (Producer, error) {
 // the build path, the mode uses what measured fastest at the size.
 const sealedWaitMax = 64 << 10
 
+// sealedWait returns the sealed mode's Conn options for size: the kernel
+// wait up to sealedWaitMax, and only in a process with GOMAXPROCS 1 (the
+// bench pins each process to a CPU with GOMAXPROCS 1 under -pin same and
+// cross), as the Wait documentation advises. With more Ps (-pin none) a
+// side that waits in ppoll(2) keeps its P while another thread of the
+// process may sit in the netpoller, where the socket is registered too:
+// every message wakes both (under perf stat 2.2 epoll_pwait and 3.75
+// context switches per message against 0 and 2.3 for the floor), and the
+// two processes land on different CPUs more often. Measured at -pin none
+// (p50, interleaved): 4 KiB 47–49 µs with the kernel wait against 30–31
+// parked in the netpoller; pinned the kernel wait stays faster (-pin same
+// 24.4 against 28.8 µs, -pin cross 100 against 130 µs).
 func sealedWait(size int) []sealbuf.ConnOption {
-	if size > sealedWaitMax {
+	if size > sealedWaitMax || runtime.GOMAXPROCS(0) != 1 {
 		return nil
 	}
 	return []sealbuf.ConnOption{sealbuf.WithWait(sealbuf.Wait{Kernel: poolWait})}
