@@ -29,11 +29,9 @@ import (
 //   - Spinning wakes in a microsecond or two (a futex pool polls the shared
 //     ring's word; a Conn polls its socket with non-blocking reads), at the
 //     price of a busy CPU for up to Spin. A spin looks a few hundred times
-//     without pause — only where this process may run on more than one
-//     CPU — then calls sched_yield(2) between looks: on a CPU shared with
-//     the peer that hands the CPU over at once (measured: faster than a
-//     futex wake-up even with both processes pinned to one CPU), on a CPU of
-//     its own it returns at once. It also yields to other goroutines as it
+//     without pause (about a microsecond), then calls sched_yield(2)
+//     between looks: on a CPU shared with the peer that hands the CPU over
+//     at once, on a CPU of its own it returns at once. It also yields to other goroutines as it
 //     goes, so GOMAXPROCS=1 still runs them. Where the peer shares this
 //     process's only CPU and has real work to do per message, a spin takes
 //     CPU time from it (measured: a fresh sealed buffer per message, 4 KiB,

@@ -23,10 +23,12 @@ import (
 // microsecond but keeps a CPU busy for as long as it lasts. A pure spin
 // helps only when the peer runs on another CPU at the same time; on the
 // peer's own CPU it would take the time the peer needs to answer. So a spin
-// looks spinPure times without pause (only where this process may run on
-// more than one CPU), then calls sched_yield(2) between looks: on a CPU it
+// looks spinPure times without pause (a microsecond or so: what an answer
+// across cores takes), then calls sched_yield(2) between looks: on a CPU it
 // shares with the peer that hands the CPU over at once, on a CPU of its own
-// it returns at once. Once the budgets are spent an idle side uses no CPU.
+// it returns at once. (This process's affinity cannot tell the two apart:
+// each side pinned to a CPU of its own looks like both on one.) Once the
+// budgets are spent an idle side uses no CPU.
 type Wait struct {
 	Spin   time.Duration
 	Kernel time.Duration
@@ -43,17 +45,6 @@ func (w Wait) Clamp() Wait {
 
 // spinPure is how many looks a spin takes before it yields between looks.
 const spinPure = 256
-
-// SpinHelps reports whether a pure spin can help here: this process may run
-// on more than one CPU (its affinity mask, read once). Where it cannot, a
-// spin yields between all its looks.
-var SpinHelps = func() bool {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return runtime.NumCPU() > 1
-	}
-	return set.Count() > 1
-}()
 
 // Spinner runs a spin phase: Next reports whether to poll again, yielding
 // the processor now and then so that a GOMAXPROCS=1 process still runs its
@@ -79,7 +70,7 @@ func (s *Spinner) Next() bool {
 		return false
 	}
 	s.n++
-	if s.n <= spinPure && SpinHelps {
+	if s.n <= spinPure {
 		return true
 	}
 	if s.n&15 == 0 {
