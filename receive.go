@@ -48,20 +48,9 @@ func (c *Conn) ReceiveContext(ctx context.Context, header []byte) (n int, bufs [
 	if err != nil || len(fds) == 0 {
 		return n, nil, err
 	}
-	bufs = make([]*Sealed, 0, len(fds))
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "received descriptor")
-		s, err := openWith(f, c.policy)
-		if err != nil {
-			for _, b := range bufs {
-				b.Close()
-			}
-			f.Close() // openWith owns f on success only
-			wire.CloseFds(fds[i+1:])
-			c.stats.openRefused(err)
-			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(fds), len(fds), err)
-		}
-		bufs = append(bufs, s)
+	bufs, err = adoptAll(c, fds, func(f *os.File) (*Sealed, error) { return openWith(f, c.policy) })
+	if err != nil {
+		return n, nil, err
 	}
 	for _, b := range bufs {
 		b.mapped = c.stats.track(b.size)
@@ -83,26 +72,38 @@ func (c *Conn) ReceiveMappings(header []byte, opts ...MapOption) (n int, maps []
 	if err != nil || len(fds) == 0 {
 		return n, nil, err
 	}
-	maps = make([]*Mapping, 0, len(fds))
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "received descriptor")
-		m, err := Map(f, opts...)
-		if err != nil {
-			for _, m := range maps {
-				m.Close()
-			}
-			f.Close() // Map owns f on success only
-			wire.CloseFds(fds[i+1:])
-			c.stats.openRefused(err)
-			return n, nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(fds), len(fds), err)
-		}
-		maps = append(maps, m)
+	maps, err = adoptAll(c, fds, func(f *os.File) (*Mapping, error) { return Map(f, opts...) })
+	if err != nil {
+		return n, nil, err
 	}
 	for _, m := range maps {
 		m.mapped = c.stats.track(m.Len())
 	}
 	c.stats.received(n, len(maps))
 	return n, maps, nil
+}
+
+// adoptAll wraps every received descriptor with adopt (Open or Map, which
+// own the file on success only), all or nothing: on the first refusal it
+// closes what it made, the refused file and every descriptor after it, and
+// says which descriptor was refused and why.
+func adoptAll[T interface{ Close() error }](c *Conn, fds []int, adopt func(*os.File) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(fds))
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "received descriptor")
+		v, err := adopt(f)
+		if err != nil {
+			for _, v := range out {
+				v.Close()
+			}
+			f.Close()
+			wire.CloseFds(fds[i+1:])
+			c.stats.openRefused(err)
+			return nil, fmt.Errorf("sealbuf: receive: descriptor %d of %d refused (all %d closed): %w", i, len(fds), len(fds), err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // ReceiveFiles reads one message like Receive but checks nothing: it returns
