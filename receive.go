@@ -90,6 +90,7 @@ func (c *Conn) ReceiveMappings(header []byte, opts ...MapOption) (n int, maps []
 func adoptAll[T interface{ Close() error }](c *Conn, fds []int, adopt func(*os.File) (T, error)) ([]T, error) {
 	out := make([]T, 0, len(fds))
 	for i, fd := range fds {
+		//iosafety:allow newfile fds are this Conn's scratch, fresh from recvmsg and owned by nobody else: each is wrapped once here or closed
 		f := os.NewFile(uintptr(fd), "received descriptor")
 		v, err := adopt(f)
 		if err != nil {
