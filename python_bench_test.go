@@ -64,7 +64,7 @@ func pyBenchEnabled() bool { return os.Getenv("SEALBUF_PYTHON_BENCH") != "" }
 // from the first send to its "done".
 func pyThroughputRun(t *testing.T, mode string, size, count int) time.Duration {
 	src := make([]byte, size)
-	copy(src, pyPattern("bench", size))
+	copy(src, connPattern("bench", size))
 	ack := make([]byte, 16)
 	if mode == "socket" {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

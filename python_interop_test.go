@@ -5,7 +5,6 @@ package sealbuf_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,39 +132,6 @@ func pyPair(t testing.TB, typ int) (*sealbuf.Conn, *os.File) {
 	return c, theirs
 }
 
-func pyEachType(t *testing.T, fn func(t *testing.T, typ int)) {
-	for _, st := range []struct {
-		name string
-		typ  int
-	}{{"unixpacket", unix.SOCK_SEQPACKET}, {"unix", unix.SOCK_STREAM}} {
-		t.Run(st.name, func(t *testing.T) { fn(t, st.typ) })
-	}
-}
-
-// pyPattern is interop_peer.py's pattern: SHA-256(seed) repeated to n bytes.
-func pyPattern(seed string, n int) []byte {
-	sum := sha256.Sum256([]byte(seed))
-	b := make([]byte, n)
-	for i := 0; i < n; i += len(sum) {
-		copy(b[i:], sum[:])
-	}
-	return b
-}
-
-func pySHA(b []byte) string {
-	sum := sha256.Sum256(b)
-	return fmt.Sprintf("%x", sum)
-}
-
-func pySealed(t testing.TB, b []byte) *sealbuf.Sealed {
-	t.Helper()
-	s, err := sealbuf.FromBytes(b, sealbuf.WithName("go-to-python"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	s.Bytes() // mapped now, so the counts below stay put
-	return s
-}
-
 // pyRawMemfd is a memfd made the way another producer would, with seals.
 func pyRawMemfd(t testing.TB, data []byte, seals memfd.Seals) *os.File {
 	t.Helper()
@@ -220,12 +186,12 @@ type pyReport struct {
 // refuse); Python receives with Conn.receive, checks seals and contents,
 // reports, and replies to "echo" messages with a sealed buffer of its own.
 func TestPythonReceive(t *testing.T) {
-	pyEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		c, sock := pyPair(t, typ)
-		one := pySealed(t, []byte("one"))
-		other := pySealed(t, pyPattern("other", 5000))
-		empty := pySealed(t, nil)
-		mib := pySealed(t, pyPattern("mib", 1<<20))
+		one := connSealed(t, []byte("one"))
+		other := connSealed(t, connPattern("other", 5000))
+		empty := connSealed(t, nil)
+		mib := connSealed(t, connPattern("mib", 1<<20))
 		many := make([]*sealbuf.Sealed, 200)
 		for i := range many {
 			many[i] = []*sealbuf.Sealed{one, other, empty, mib}[i%4]
@@ -286,7 +252,7 @@ func TestPythonReceive(t *testing.T) {
 				echo = append(echo, s.Bytes()...)
 				require.Equal(t, s.Len(), got.Size, "%s: buffer %d", m.header, i)
 				require.True(t, memfd.Seals(got.Seals).Has(memfd.SealImmutable), "%s: buffer %d: Python sees seals %s", m.header, i, memfd.Seals(got.Seals))
-				require.Equal(t, pySHA(s.Bytes()), got.SHA256, "%s: buffer %d", m.header, i)
+				require.Equal(t, connSHA(s.Bytes()), got.SHA256, "%s: buffer %d", m.header, i)
 				require.True(t, got.ReadOnly, "%s: buffer %d: a writable view", m.header, i)
 				require.Equal(t, "refused", got.Write, "%s: buffer %d: write", m.header, i)
 				require.Equal(t, "refused", got.Shrink, "%s: buffer %d: shrink", m.header, i)
@@ -311,7 +277,7 @@ func TestPythonReceive(t *testing.T) {
 // TestPythonSend: Python sends with Conn.send (from_bytes buffers) and
 // send_files (hostile descriptors); Go receives and refuses what it must.
 func TestPythonSend(t *testing.T) {
-	pyEachType(t, func(t *testing.T, typ int) {
+	testutil.EachSockType(t, func(t *testing.T, typ int) {
 		testutil.NoGC(t)
 		c, sock := pyPair(t, typ)
 		dir := t.TempDir()
@@ -328,14 +294,14 @@ func TestPythonSend(t *testing.T) {
 
 		many := make([][]byte, 16)
 		for i := range many {
-			many[i] = pyPattern(fmt.Sprint("py-many-", i), 1000+i)
+			many[i] = connPattern(fmt.Sprint("py-many-", i), 1000+i)
 		}
 		for _, m := range []struct {
 			header string
 			want   error
 			bufs   [][]byte
 		}{
-			{"sealed", nil, [][]byte{pyPattern("py-sealed", 10000)}},
+			{"sealed", nil, [][]byte{connPattern("py-sealed", 10000)}},
 			{"unsealed", sealbuf.ErrNotSealed, nil},
 			{"shrink-only", sealbuf.ErrNotSealed, nil},
 			{"shrink-grow", sealbuf.ErrNotSealed, nil},
@@ -346,8 +312,8 @@ func TestPythonSend(t *testing.T) {
 			{"many-one-unsealed", sealbuf.ErrNotSealed, nil},
 			{"empty", nil, [][]byte{{}}},
 			{"header-only", nil, nil},
-			{"sealed-again", nil, [][]byte{pyPattern("py-sealed", 10000)}},
-			{"big", nil, [][]byte{pyPattern("py-big", 8<<20)}},
+			{"sealed-again", nil, [][]byte{connPattern("py-sealed", 10000)}},
+			{"big", nil, [][]byte{connPattern("py-big", 8<<20)}},
 		} {
 			h := make([]byte, 64)
 			n, bufs, err := c.Receive(h)
@@ -383,7 +349,7 @@ func TestPythonPool(t *testing.T) {
 	const count, slotSize = 200, 64<<10 + 100
 	for _, flavour := range []string{"socket", "futex"} {
 		t.Run(flavour, func(t *testing.T) {
-			pyEachType(t, func(t *testing.T, typ int) {
+			testutil.EachSockType(t, func(t *testing.T, typ int) {
 				c, sock := pyPair(t, typ)
 				py := pyStart(t, sock, "pool", flavour, fmt.Sprint(count))
 				var opts []pool.Option
@@ -402,7 +368,7 @@ func TestPythonPool(t *testing.T) {
 					}
 					slot, err := p.Acquire(ctx)
 					require.NoError(t, err, "message %d: %s", i, py.output(py.stderr))
-					copy(slot.Bytes(), pyPattern(fmt.Sprint("pool-", i), n))
+					copy(slot.Bytes(), connPattern(fmt.Sprint("pool-", i), n))
 					require.NoError(t, slot.Send(n, fmt.Appendf(nil, "%d %d", i, n)), "message %d", i)
 					total += n
 				}
@@ -443,9 +409,9 @@ func TestPythonDialListen(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "dialled", string(h[:n]))
 		require.Len(t, bufs, 1)
-		require.True(t, bytes.Equal(pyPattern("dial", 5000), bufs[0].Bytes()))
+		require.True(t, bytes.Equal(connPattern("dial", 5000), bufs[0].Bytes()))
 		require.NoError(t, bufs[0].Close())
-		require.NoError(t, c.Send([]byte("ok"), pySealed(t, pyPattern("go-reply", 3000))))
+		require.NoError(t, c.Send([]byte("ok"), connSealed(t, connPattern("go-reply", 3000))))
 		require.NoError(t, py.wait())
 	})
 	t.Run("go-dials", func(t *testing.T) {
@@ -460,7 +426,7 @@ func TestPythonDialListen(t *testing.T) {
 		require.NoError(t, err)
 		c := sealbuf.NewConn(uc)
 		defer c.Close()
-		sent := pySealed(t, pyPattern("go-dials", 7000))
+		sent := connSealed(t, connPattern("go-dials", 7000))
 		require.NoError(t, c.Send([]byte("hello"), sent, sent))
 		h := make([]byte, 64)
 		n, bufs, err := c.Receive(h)
