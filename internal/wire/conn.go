@@ -98,10 +98,6 @@ func (c *Conn) Stream() bool { return c.stream }
 // Wait returns the wait policy.
 func (c *Conn) Wait() Wait { return c.wait }
 
-// UnixConn returns the socket, borrowed: for LocalAddr, RemoteAddr and
-// the like, never for reading or writing.
-func (c *Conn) UnixConn() *net.UnixConn { return c.uc }
-
 // Close closes the socket, which ends every blocked send and read, then
 // stops the context waiters' goroutines once no call uses them. A second
 // Close returns an error matching os.ErrClosed.
