@@ -132,22 +132,6 @@ func pyPair(t testing.TB, typ int) (*sealbuf.Conn, *os.File) {
 	return c, theirs
 }
 
-// pyRawMemfd is a memfd made the way another producer would, with seals.
-func pyRawMemfd(t testing.TB, data []byte, seals memfd.Seals) *os.File {
-	t.Helper()
-	fd, err := unix.MemfdCreate("go-raw", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	require.NoError(t, err)
-	f := os.NewFile(uintptr(fd), "go-raw-memfd")
-	t.Cleanup(func() { _ = f.Close() })
-	_, err = f.WriteAt(data, 0)
-	require.NoError(t, err)
-	if seals != 0 {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, int(seals))
-		require.NoError(t, err)
-	}
-	return f
-}
-
 // pyCounts counts this process's descriptors, memfds and memfd mappings.
 func pyCounts(t testing.TB) [3]int {
 	t.Helper()
@@ -196,8 +180,8 @@ func TestPythonReceive(t *testing.T) {
 		for i := range many {
 			many[i] = []*sealbuf.Sealed{one, other, empty, mib}[i%4]
 		}
-		unsealed := pyRawMemfd(t, []byte("unsealed"), 0)
-		partly := pyRawMemfd(t, []byte("partly"), memfd.SealShrink|memfd.SealGrow)
+		unsealed := connMemfd(t, []byte("unsealed"), 0)
+		partly := connMemfd(t, []byte("partly"), memfd.SealShrink|memfd.SealGrow)
 		pr, pw, err := os.Pipe()
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = pr.Close(); _ = pw.Close() })

@@ -409,6 +409,29 @@ func consumeFloor(sock *os.File, size int, netpoll bool) error {
 	}
 }
 
+// recvFloorControl receives the one-byte message that carries a futex or
+// spin floor producer's memfd, in a raw recvmsg on sock, and returns its
+// control data (empty when the producer hung up before it sent it).
+func recvFloorControl(sock *os.File) ([]byte, error) {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var b [1]byte
+	oob := make([]byte, unix.CmsgSpace(4))
+	var oobn int
+	var rerr error
+	if err := rc.Control(func(fd uintptr) {
+		_, oobn, _, _, rerr = unix.Recvmsg(int(fd), b[:], oob, unix.MSG_CMSG_CLOEXEC)
+	}); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, os.NewSyscallError("recvmsg", rerr)
+	}
+	return oob[:oobn], nil
+}
+
 // floorRights takes the one descriptor of a message (closing any others).
 func floorRights(oob []byte, flags int) (int, error) {
 	if len(oob) < unix.CmsgLen(4) {

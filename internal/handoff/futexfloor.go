@@ -134,23 +134,11 @@ func (p *futexFloorProducer) Close() error {
 }
 
 func consumeFutexFloor(sock *os.File, size int) error {
-	rc, err := sock.SyscallConn()
+	oob, err := recvFloorControl(sock)
 	if err != nil {
 		return err
 	}
-	var b [1]byte
-	oob := make([]byte, unix.CmsgSpace(4))
-	var oobn int
-	var rerr error
-	if err := rc.Control(func(fd uintptr) {
-		_, oobn, _, _, rerr = unix.Recvmsg(int(fd), b[:], oob, unix.MSG_CMSG_CLOEXEC)
-	}); err != nil {
-		return err
-	}
-	if rerr != nil {
-		return os.NewSyscallError("recvmsg", rerr)
-	}
-	mfd, err := floorRights(oob[:oobn], 0)
+	mfd, err := floorRights(oob, 0)
 	if err != nil {
 		return err
 	}

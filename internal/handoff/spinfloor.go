@@ -188,26 +188,14 @@ func (p *spinFloorProducer) Close() error {
 }
 
 func consumeSpinFloor(sock *os.File, size int) error {
-	rc, err := sock.SyscallConn()
+	oob, err := recvFloorControl(sock)
 	if err != nil {
 		return err
 	}
-	var b [1]byte
-	oob := make([]byte, unix.CmsgSpace(4))
-	var oobn int
-	var rerr error
-	if err := rc.Control(func(fd uintptr) {
-		_, oobn, _, _, rerr = unix.Recvmsg(int(fd), b[:], oob, unix.MSG_CMSG_CLOEXEC)
-	}); err != nil {
-		return err
-	}
-	if rerr != nil {
-		return os.NewSyscallError("recvmsg", rerr)
-	}
-	if oobn == 0 { // the producer hung up before it sent the memfd
+	if len(oob) == 0 { // the producer hung up before it sent the memfd
 		return nil
 	}
-	mfd, err := floorRights(oob[:oobn], 0)
+	mfd, err := floorRights(oob, 0)
 	if err != nil {
 		return err
 	}
@@ -217,6 +205,10 @@ func consumeSpinFloor(sock *os.File, size int) error {
 		return os.NewSyscallError("mmap", err)
 	}
 	defer unix.Munmap(mem)
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return err
+	}
 	f := newSpinFloor(mem, size)
 	for k := uint64(0); ; k++ {
 		s, err := spinNext(f, uint32(k), rc)
